@@ -1,0 +1,80 @@
+"""`fieldgw demo`: the demo kit on simulators, each simulator its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from gateway.app import Gateway, GatewayOptions
+from gateway.kit import PROJECT_ROOT, LoadedKit
+from gateway.runner import run_gateway
+
+log = logging.getLogger(__name__)
+
+DEMO_KIT = PROJECT_ROOT / "field_kits" / "demo.yaml"
+# simulator kind → module with main(argv) (hil/ imports nothing of the gateway)
+SIMULATORS: dict[str, str] = {"uav": "hil.uav"}
+
+
+async def _start_simulators(loaded: LoadedKit) -> list[asyncio.subprocess.Process]:
+    procs = []
+    for sim in loaded.kit.simulators:
+        module = SIMULATORS.get(sim.kind)
+        if module is None:
+            raise ValueError(f"the demo kit names an unknown simulator {sim.kind!r}")
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", module, *sim.args,
+                                                    stdout=asyncio.subprocess.DEVNULL, env=dict(os.environ))
+        log.info("started simulator %s (pid %d): %s", sim.kind, proc.pid, " ".join(sim.args))
+        procs.append(proc)
+    return procs
+
+
+async def _stop_simulators(procs: list[asyncio.subprocess.Process]) -> None:
+    for p in procs:
+        if p.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.terminate()
+    for p in procs:
+        try:
+            await asyncio.wait_for(p.wait(), 2.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+            await p.wait()
+
+
+async def run_demo(loaded: LoadedKit, data_dir: Path | None, http_port: int, mqtt_port: int,
+                   mqtt_url: str | None, gcs: str) -> int:
+    data_dir = data_dir or Path("var") / loaded.kit.kit
+    opts = GatewayOptions(data_dir=data_dir, http_port=http_port, mqtt_url=mqtt_url, mqtt_port=mqtt_port,
+                          ground_stations=(gcs,) if gcs else ())
+    procs = await _start_simulators(loaded)
+
+    async def started(gw: Gateway) -> None:
+        info = {
+            "console": f"http://127.0.0.1:{gw.http_port}/",
+            "api": f"http://127.0.0.1:{gw.http_port}/api/v1/devices",
+            "mqtt": gw.broker_url,
+            "mqtt_root": gw.topics.root,
+            "ground_station": gcs,
+            "data_dir": str(data_dir),
+            "simulators": [p.pid for p in procs],
+        }
+        print(f"fieldgw demo is running (Ctrl-C stops everything):\n"
+              f"  console   {info['console']}\n"
+              f"  devices   {info['api']}\n"
+              f"  MQTT      {info['mqtt']}  try: mosquitto_sub -p {gw.uplink.target.port if gw.uplink else mqtt_port} -t '{gw.topics.root}/#' -v\n"
+              f"  GCS       drones routed to {gcs} (QGroundControl listens there)\n"
+              f"  data      {data_dir}\n"
+              f"  sims      pids {' '.join(str(p.pid) for p in procs)}", flush=True)
+        (data_dir / "demo.json").write_text(json.dumps(info, indent=2))
+
+    try:
+        return await run_gateway(loaded, opts, started)
+    finally:
+        await _stop_simulators(procs)

@@ -1,0 +1,111 @@
+"""What the core offers a driver and what a driver must offer the core.
+
+A driver knows one protocol and this module; nothing of MQTT, HTTP or media.
+The supervisor builds one driver instance per physical link (one transport
+shared by one or more devices, like several vehicles on one radio), runs
+`run()` as its own task and restarts it with backoff when it raises.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from gateway.model import BusMessage
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One device of the kit, as a driver sees it."""
+
+    id: str
+    kind: str
+    name: str
+    transport: str
+    profile: dict[str, Any] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """One physical link: a transport and the devices reached through it."""
+
+    driver: str
+    transport: str
+    devices: tuple[DeviceSpec, ...]
+    ground_stations: tuple[str, ...] = ()
+    data_dir: Path | None = None
+
+
+class DriverContext(Protocol):
+    """The core's side of a driver: where normalized data goes."""
+
+    def publish(self, msg: BusMessage) -> None: ...
+
+    def set_online(self, device_id: str, online: bool, reason: str = "") -> None: ...
+
+
+class CommandError(Exception):
+    """A command the driver cannot carry out; `status` is `failed` or `rejected`."""
+
+    def __init__(self, status: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+OnSent = Callable[[], None]
+
+
+class Driver(abc.ABC):
+    """Base class of every device driver (registered as a `fieldgw.drivers` entry point)."""
+
+    name: ClassVar[str]
+    default_kind: ClassVar[str]
+    transport_schemes: ClassVar[tuple[str, ...]]
+
+    def __init__(self, link: LinkSpec, ctx: DriverContext) -> None:
+        self.link = link
+        self.ctx = ctx
+
+    @classmethod
+    def check_device(cls, options: dict[str, Any], transport: str) -> list[tuple[tuple[str | int, ...], str]]:
+        """Problems with one device's options: (path below the device entry, message)."""
+        return []
+
+    @classmethod
+    def check_link(cls, devices: list[dict[str, Any]]) -> list[tuple[int, tuple[str | int, ...], str]]:
+        """Problems among the devices that share one link: (device index, path, message)."""
+        return []
+
+    @classmethod
+    def check_profile(cls, profile: dict[str, Any]) -> list[str]:
+        """Problems with a device's configuration profile (firmware_configs/)."""
+        return []
+
+    @classmethod
+    def commands_for(cls, kind: str) -> list[str]:
+        """The command names this driver accepts for a device of this kind."""
+        return []
+
+    def check_command(self, device_id: str, command: str, args: dict[str, Any]) -> str | None:
+        """A reason to refuse the command before anything is sent, or None."""
+        return None
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Open the link and serve it until cancelled; raise when the link fails."""
+
+    async def execute(self, device_id: str, command: str, args: dict[str, Any], on_sent: OnSent) -> str:
+        """Carry out a command; call `on_sent` once it is on the wire; return the `done` detail.
+
+        Raise CommandError for `failed`; the router applies the overall timeout.
+        """
+        raise CommandError("failed", f"driver {self.name} takes no commands")
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the link (frames, errors), shown in device status and metrics."""
+        return {}

@@ -1,0 +1,290 @@
+"""Field kit manifests (YAML), validated with pydantic, every problem with its line.
+
+`load_kit()` returns a Kit or raises KitError holding *all* problems found,
+each as `FILE:LINE: message`: YAML syntax, schema (pydantic), unknown
+drivers, duplicate ids, transport URLs a driver cannot open, missing
+profile files and driver-specific options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway import driver_registry
+from gateway.model import ID_PATTERN
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PROFILES_DIR = PROJECT_ROOT / "firmware_configs"
+
+Loc = tuple[str | int, ...]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BrokerConfig(_Strict):
+    url: str
+    ca_file: str | None = None
+    client_id: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError("broker url must be mqtt://[user:pass@]host[:port] or mqtts://…")
+        if not parts.hostname:
+            raise ValueError("broker url has no host")
+        try:
+            parts.port
+        except ValueError as exc:
+            raise ValueError(f"broker url has a bad port: {exc}") from None
+        return v
+
+
+class GroundStation(_Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    url: str
+
+
+class UplinkConfig(_Strict):
+    name: str = Field(pattern=ID_PATTERN)
+    broker: BrokerConfig | None = None
+    budget_kbps: float | None = Field(default=None, gt=0)
+    priority: int = 0
+
+
+class DeviceConfig(_Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    driver: str
+    kind: Literal["uav", "camera", "bodycam", "radio", "satcom", "power", "network"] | None = None
+    name: str | None = None
+    transport: str
+    profile: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SimulatorConfig(_Strict):
+    """A hil/ simulator that `fieldgw demo` starts as its own process."""
+
+    kind: str
+    args: list[str] = Field(default_factory=list)
+
+
+class Kit(_Strict):
+    kit: str = Field(pattern=ID_PATTERN)
+    name: str | None = None
+    broker: BrokerConfig | None = None
+    uplinks: list[UplinkConfig] = Field(default_factory=list)
+    ground_stations: list[GroundStation] = Field(default_factory=list)
+    devices: list[DeviceConfig] = Field(default_factory=list)
+    command_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    profiles_dir: str | None = None
+    simulators: list[SimulatorConfig] = Field(default_factory=list)
+
+    @field_validator("broker", mode="before")
+    @classmethod
+    def _broker_shorthand(cls, v: Any) -> Any:
+        return {"url": v} if isinstance(v, str) else v
+
+
+@dataclass
+class LoadedKit:
+    kit: Kit
+    path: Path
+    profiles: dict[str, dict[str, Any]]  # device id -> loaded profile
+
+    def device_kind(self, dev: DeviceConfig) -> str:
+        return dev.kind or driver_registry.load(dev.driver).default_kind
+
+
+class KitError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Lines:
+    """Maps a location in the parsed document to the line it came from."""
+
+    def __init__(self, root: yaml.Node | None) -> None:
+        self.map: dict[Loc, int] = {}
+        if root is not None:
+            self._walk(root, ())
+
+    def _walk(self, node: yaml.Node, loc: Loc) -> None:
+        self.map[loc] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = loc + (str(key.value),)
+                self._walk(value, sub)
+                self.map[sub + ("__key__",)] = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._walk(item, loc + (i,))
+
+    def line(self, loc: Loc) -> int:
+        loc = tuple(loc)
+        while loc and loc not in self.map:
+            loc = loc[:-1]
+        return self.map.get(loc, 1)
+
+
+def load_kit(path: str | Path) -> LoadedKit:
+    path = Path(path)
+    problems: list[tuple[int, str]] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KitError([f"{path}:1: cannot read kit: {exc.strerror or exc}"]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise KitError([f"{path}:{line}: YAML syntax: {getattr(exc, 'problem', exc)}"]) from None
+    lines = _Lines(root)
+    if not isinstance(data, dict):
+        raise KitError([f"{path}:1: a kit manifest is a YAML mapping with at least `kit:` and `devices:`"])
+    kit: Kit | None = None
+    try:
+        kit = Kit.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, lines, ()))
+    # Device checks run even when another part of the kit is wrong: all problems at once.
+    devices: list[tuple[int, DeviceConfig]] = []
+    raw_devices = data.get("devices")
+    for i, raw in enumerate(raw_devices if isinstance(raw_devices, list) else []):
+        try:
+            devices.append((i, DeviceConfig.model_validate(raw)))
+        except ValidationError:
+            pass  # already reported by the whole-kit validation
+    profiles_dir = data.get("profiles_dir") if isinstance(data.get("profiles_dir"), str) else None
+    profiles, more = _check_devices(devices, data, profiles_dir, path, lines)
+    problems.extend(more)
+    if problems or kit is None:
+        raise KitError(_format(path, problems))
+    return LoadedKit(kit=kit, path=path, profiles=profiles)
+
+
+def _pydantic_problems(exc: ValidationError, lines: _Lines, prefix: Loc) -> list[tuple[int, str]]:
+    out = []
+    for err in exc.errors():
+        loc = prefix + tuple(err["loc"])
+        where = ".".join(str(p) for p in loc) or "kit"
+        line = lines.line(loc + ("__key__",)) if err["type"] == "extra_forbidden" else lines.line(loc)
+        out.append((line, f"{where}: {err['msg']}"))
+    return out
+
+
+def _format(path: Path, problems: list[tuple[int, str]]) -> list[str]:
+    seen: set[tuple[int, str]] = set()
+    out = []
+    for line, msg in sorted(problems, key=lambda p: p[0]):
+        if (line, msg) not in seen:
+            seen.add((line, msg))
+            out.append(f"{path}:{line}: {msg}")
+    return out
+
+
+def _unknown_driver(i: int, driver: str) -> str:
+    known = ", ".join(sorted(driver_registry.available())) or "none"
+    return f"devices.{i}.driver: unknown driver {driver!r} (known: {known})"
+
+
+def _profile_dirs(profiles_dir: str | None, path: Path) -> list[Path]:
+    if profiles_dir:
+        return [(path.parent / profiles_dir).resolve()]
+    return list(dict.fromkeys([(path.parent.parent / "firmware_configs").resolve(), DEFAULT_PROFILES_DIR]))
+
+
+def _check_devices(devices: list[tuple[int, DeviceConfig]], data: dict[str, Any], profiles_dir: str | None,
+                   path: Path, lines: _Lines) -> tuple[dict[str, dict[str, Any]], list[tuple[int, str]]]:
+    problems: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
+    for i, dev in devices:
+        line = lines.line(("devices", i, "id"))
+        if dev.id in seen:
+            problems.append((line, f"devices.{i}.id: duplicate device id {dev.id!r} (first on line {seen[dev.id]})"))
+        else:
+            seen[dev.id] = line
+    stations = data.get("ground_stations")
+    for i, gs in enumerate(stations if isinstance(stations, list) else []):
+        if not isinstance(gs, dict):
+            continue
+        if gs.get("id") in seen:
+            problems.append((lines.line(("ground_stations", i, "id")), f"ground_stations.{i}.id: {gs['id']!r} is also a device id"))
+        if isinstance(gs.get("url"), str):
+            for _, msg in _check_transport(gs["url"], schemes=("udp", "udp-listen", "tcp")):
+                problems.append((lines.line(("ground_stations", i, "url")), f"ground_stations.{i}.url: {msg}"))
+    profiles: dict[str, dict[str, Any]] = {}
+    links: dict[tuple[str, str], list[int]] = {}
+    by_index = dict(devices)
+    dirs = _profile_dirs(profiles_dir, path)
+    for i, dev in devices:
+        where: Loc = ("devices", i)
+        if dev.driver not in driver_registry.available():
+            problems.append((lines.line(where + ("driver",)), _unknown_driver(i, dev.driver)))
+            continue
+        cls = driver_registry.load(dev.driver)
+        scheme = urlsplit(dev.transport).scheme
+        if scheme not in cls.transport_schemes:
+            problems.append((lines.line(where + ("transport",)),
+                             f"devices.{i}.transport: {dev.transport!r}: the {dev.driver} driver opens "
+                             f"{', '.join(s + '://' for s in cls.transport_schemes)}"))
+        else:
+            for _, msg in _check_transport(dev.transport):
+                problems.append((lines.line(where + ("transport",)), f"devices.{i}.transport: {msg}"))
+        for sub, msg in cls.check_device(dev.options, dev.transport):
+            problems.append((lines.line(where + ("options",) + sub), f"devices.{i}.options{''.join('.' + str(s) for s in sub)}: {msg}"))
+        if dev.profile:
+            found = next((d / dev.profile for d in dirs if (d / dev.profile).is_file()), None)
+            if found is None:
+                problems.append((lines.line(where + ("profile",)),
+                                 f"devices.{i}.profile: no profile file {dev.profile!r} in {' or '.join(str(d) for d in dirs)}"))
+            else:
+                try:
+                    loaded = yaml.safe_load(found.read_text(encoding="utf-8"))
+                    if not isinstance(loaded, dict):
+                        raise ValueError("a profile is a YAML mapping")
+                    profiles[dev.id] = loaded
+                    for msg in cls.check_profile(loaded):
+                        problems.append((lines.line(where + ("profile",)), f"devices.{i}.profile: {found.name}: {msg}"))
+                except (yaml.YAMLError, ValueError) as exc:
+                    problems.append((lines.line(where + ("profile",)), f"devices.{i}.profile: {found}: {exc}"))
+        links.setdefault((dev.driver, dev.transport), []).append(i)
+    for (driver, _transport), members in links.items():
+        if len(members) < 2:
+            continue
+        cls = driver_registry.load(driver)
+        for j, sub, msg in cls.check_link([by_index[m].model_dump() for m in members]):
+            i = members[j]
+            problems.append((lines.line(("devices", i, "options") + sub), f"devices.{i}.options{''.join('.' + str(s) for s in sub)}: {msg}"))
+    return profiles, problems
+
+
+def _check_transport(url: str, schemes: tuple[str, ...] | None = None) -> list[tuple[Loc, str]]:
+    parts = urlsplit(url)
+    if schemes is not None and parts.scheme not in schemes:
+        return [((), f"{url!r}: scheme must be one of {', '.join(s + '://' for s in schemes)}")]
+    if parts.scheme == "serial":
+        if not parts.path:
+            return [((), f"{url!r}: a serial transport names a device path, e.g. serial:///dev/ttyUSB0?baud=57600")]
+        return []
+    if not parts.hostname:
+        return [((), f"{url!r} has no host")]
+    try:
+        port = parts.port
+    except ValueError:
+        return [((), f"{url!r} has a bad port")]
+    if port is None:
+        return [((), f"{url!r} has no port")]
+    return []

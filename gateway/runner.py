@@ -1,0 +1,43 @@
+"""Runs a Gateway until SIGINT/SIGTERM, with a clean stop inside 5 s."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from gateway.app import Gateway, GatewayOptions
+from gateway.kit import LoadedKit
+
+log = logging.getLogger(__name__)
+
+
+def stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_gateway(loaded: LoadedKit, opts: GatewayOptions,
+                      started: Callable[[Gateway], Awaitable[None]] | None = None) -> int:
+    stop = stop_on_signals()
+    gw = Gateway(loaded, opts)
+    try:
+        await gw.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        await gw.stop()
+        return 1
+    log.info("fieldgw %s running kit %s: HTTP http://%s:%d, MQTT %s", gw.version, loaded.kit.kit,
+             opts.http_host, gw.http_port, gw.broker_url)
+    try:
+        if started is not None:
+            await started(gw)
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await asyncio.wait_for(gw.stop(), 4.5)
+    return 0
