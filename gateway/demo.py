@@ -57,7 +57,7 @@ async def run_demo(loaded: LoadedKit, data_dir: Path | None, http_port: int, mqt
 
     async def started(gw: Gateway) -> None:
         info = {
-            "console": f"http://127.0.0.1:{gw.http_port}/",
+            "health": f"http://127.0.0.1:{gw.http_port}/api/v1/health",
             "api": f"http://127.0.0.1:{gw.http_port}/api/v1/devices",
             "mqtt": gw.broker_url,
             "mqtt_root": gw.topics.root,
@@ -66,7 +66,7 @@ async def run_demo(loaded: LoadedKit, data_dir: Path | None, http_port: int, mqt
             "simulators": [p.pid for p in procs],
         }
         print(f"fieldgw demo is running (Ctrl-C stops everything):\n"
-              f"  console   {info['console']}\n"
+              f"  health    {info['health']}\n"
               f"  devices   {info['api']}\n"
               f"  MQTT      {info['mqtt']}  try: mosquitto_sub -p {gw.uplink.target.port if gw.uplink else mqtt_port} -t '{gw.topics.root}/#' -v\n"
               f"  GCS       drones routed to {gcs} (QGroundControl listens there)\n"

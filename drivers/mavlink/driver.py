@@ -221,11 +221,11 @@ class MavlinkDriver(Driver):
     async def _housekeeping(self) -> None:
         last_status = 0.0
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.25)
             now = time.monotonic()
             for vl in self.by_system.values():
                 vl.vehicle.check_timeout(now)
-                vl.vehicle.flush_telemetry()
+                vl.vehicle.flush_telemetry(now)
             if now - last_status >= LINK_STATUS_EVERY_S:
                 last_status = now
                 self._publish_link_status()

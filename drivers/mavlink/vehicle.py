@@ -45,6 +45,7 @@ class Vehicle:
         self.fix = "none"
         self._last_global_pos = 0.0
         self._last_position_sent = 0.0
+        self._last_telemetry_sent = 0.0
         self._statustext: dict[int, list[str]] = {}
         self.on_online: Callable[[Vehicle], None] | None = None
         self.handlers: dict[type, Callable[[Any], None]] = {
@@ -185,7 +186,8 @@ class Vehicle:
             text = "".join(self._statustext.pop(chunk_id))
         self._event("statustext", _SEVERITY.get(msg.severity, "info"), text, mav_severity=int(msg.severity))
 
-    def flush_telemetry(self) -> None:
-        if self.values_dirty and self.online:
+    def flush_telemetry(self, now: float) -> None:
+        if self.values_dirty and self.online and now - self._last_telemetry_sent >= self.telemetry_interval_s:
+            self._last_telemetry_sent = now
             self.values_dirty = False
             self.ctx.publish(Telemetry(self.device_id, now_ms(), dict(self.values)))

@@ -65,6 +65,7 @@ class Autopilot:
         self.disarm_at: float | None = None
         self.ground_since = 0.0
         self.batt_failsafe = False
+        self.on_rehome: Callable[[float, float], None] | None = None
 
     # ---------------------------------------------------------------- queries
     @property
@@ -100,6 +101,9 @@ class Autopilot:
             if self.params.get("ARMING_CHECK") != 0 and self.battery.critical:
                 self.notify(SEV_CRITICAL, "PreArm: Battery below minimum arming capacity")
                 return RESULT_FAILED
+        if math.hypot(self.kin.n, self.kin.e) > 0.5 and self.on_rehome is not None:
+            self.on_rehome(self.kin.n, self.kin.e)  # like ArduPilot: home = where it arms
+            self.kin.n = self.kin.e = 0.0
         self.armed = True
         self.ground_since = self.time
         self.disarm_at = None
@@ -283,6 +287,7 @@ class Autopilot:
                 self._enter(Mode.AUTO)
             elif self.mode == Mode.AUTO:
                 self._start_circle((0.0, 0.0))
+            self.target = (self.target[0], self.target[1], alt)  # keep the takeoff altitude
         elif self.phase == "climb" and abs(k.alt - alt) < 0.5:
             self.phase = "return"
             self.target = (0.0, 0.0, alt)
