@@ -1,0 +1,163 @@
+"""Unit tests of the core parts: backoff, bus, command argument rules, kit manifests."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.backoff import Backoff
+from gateway.bus import Bus
+from gateway.command_specs import check_args
+from gateway.kit import KitError, load_kit
+from gateway.model import Event, Position
+from tests.conftest import ROOT
+
+
+def test_backoff_grows_bounded_with_jitter_and_resets() -> None:
+    b = Backoff(initial=1.0, maximum=8.0, jitter=0.2, reset_after=0.0)
+    delays = [b.next_delay() for _ in range(8)]
+    assert 0.8 <= delays[0] <= 1.2
+    assert 1.6 <= delays[1] <= 2.4
+    assert all(d <= 8.0 * 1.2 for d in delays)
+    assert 6.4 <= delays[-1] <= 9.6
+    assert len({round(d, 6) for d in delays[4:]}) > 1  # jitter spreads the capped delays
+    b.connected()
+    assert 0.8 <= b.next_delay() <= 1.2  # stayed up long enough (reset_after=0): back to the start
+    with pytest.raises(ValueError):
+        Backoff(initial=0)
+
+
+async def test_bus_full_subscriber_drops_oldest_and_counts() -> None:
+    bus = Bus()
+    slow = bus.subscribe("slow", (Position,), maxsize=3)
+    events = bus.subscribe("events", (Event,), maxsize=10)
+    for i in range(5):
+        bus.publish(Position("d", i, 1.0, 2.0))
+    bus.publish(Event("d", 9, "x", "info", "hello"))
+    assert slow.dropped == 2
+    assert [slow.get_nowait().ts for _ in range(3)] == [2, 3, 4]
+    assert events.queue.qsize() == 1 and events.dropped == 0
+    with pytest.raises(ValueError):
+        bus.subscribe("unbounded", (Position,), maxsize=0)
+
+
+async def test_bus_taps_run_before_fan_out_and_may_add_messages() -> None:
+    bus = Bus()
+    seen: list[str] = []
+
+    def tap(msg: object) -> list | None:
+        seen.append(type(msg).__name__)
+        if isinstance(msg, Position):
+            return [Event("d", 1, "derived", "info", "from a position")]
+        return None
+
+    bus.add_tap(tap)
+    sub = bus.subscribe("all", (Position, Event))
+    bus.publish(Position("d", 1, 0.0, 0.0))
+    assert seen == ["Position", "Event"]
+    assert [type(sub.get_nowait()).__name__ for _ in range(2)] == ["Position", "Event"]
+    await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(("kind", "command", "args", "problem"), [
+    ("uav", "goto", {"lat": 91, "lon": 0, "alt_m": 10}, "lat"),
+    ("uav", "goto", {"lat": 10, "lon": -181, "alt_m": 10}, "lon"),
+    ("uav", "goto", {"lat": 10, "lon": 10, "alt_m": 20000}, "alt_m"),
+    ("uav", "goto", {"lat": "10", "lon": 10, "alt_m": 10}, "number"),
+    ("uav", "goto", {"lat": True, "lon": 10, "alt_m": 10}, "number"),
+    ("uav", "goto", {"lat": float("nan"), "lon": 10, "alt_m": 10}, "finite"),
+    ("uav", "goto", {"lat": 10, "lon": 10}, "alt_m"),
+    ("uav", "rtl", {"now": 1}, "unknown argument"),
+    ("uav", "ptz_move", {}, "unknown command"),
+    ("camera", "ptz_move", {"pan": 1.5}, "pan"),
+    ("camera", "ptz_preset", {"preset": 2.5}, "integer"),
+    ("radio", "text", {"to": "", "text": "x"}, "to"),
+    ("uav", "rtl", [1], "object"),
+])
+def test_command_args_are_checked(kind: str, command: str, args: object, problem: str) -> None:
+    clean, reason = check_args(kind, command, args)
+    assert clean is None and problem in reason
+
+
+def test_command_args_are_coerced() -> None:
+    clean, reason = check_args("uav", "goto", {"lat": 30, "lon": 104.5, "alt_m": 550})
+    assert reason == "" and clean == {"lat": 30.0, "lon": 104.5, "alt_m": 550.0}
+    clean, _ = check_args("camera", "ptz_move", {"pan": -1, "zoom": 0.5})
+    assert clean == {"pan": -1.0, "zoom": 0.5}
+    assert check_args("uav", "rtl", None) == ({}, "")
+
+
+BAD_KIT = """\
+kit: Bad_Kit
+devices:
+  - id: drone-1
+    driver: mavlink
+    transport: udp-listen://127.0.0.1
+    profile: mavlink/nope.yaml
+    options:
+      system_id: 300
+      colour: red
+  - id: drone-1
+    driver: teleport
+    transport: tcp://host:1
+  - id: d4
+    driver: mavlink
+    transport: udp-listen://127.0.0.1:5
+  - id: d5
+    driver: mavlink
+    transport: udp-listen://127.0.0.1:5
+    options: {signing_key: "abc"}
+"""
+
+
+def test_kit_check_reports_every_problem_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD_KIT)
+    with pytest.raises(KitError) as info:
+        load_kit(path)
+    problems = info.value.problems
+    expected = {
+        1: "kit: String should match pattern",
+        5: "has no port",
+        6: "no profile file 'mavlink/nope.yaml'",
+        8: "system_id: must be an integer 1..255",
+        9: "colour: unknown MAVLink option",
+        10: "duplicate device id 'drone-1' (first on line 3)",
+        11: "unknown driver 'teleport'",
+        19: "signing_key: a MAVLink signing key is 32 bytes",
+    }
+    for line, text in expected.items():
+        assert any(p.startswith(f"{path}:{line}: ") and text in p for p in problems), (line, text, problems)
+    assert any("system id 1 is also 'd4'" in p for p in problems)
+    # the CLI prints the same, one per line, and exits 2; `run` refuses the kit the same way
+    for args in (["kit", "check", str(path)], ["run", str(path), "--data-dir", str(tmp_path / "d")]):
+        proc = subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2
+        assert set(proc.stderr.strip().splitlines()) == set(problems)
+
+
+@pytest.mark.parametrize(("text", "line", "message"), [
+    ("kit: a\ndevices:\n  - id: x\n    driver: [\n", 5, "YAML syntax"),
+    ("- just\n- a list\n", 1, "a kit manifest is a YAML mapping"),
+    ("kit: a\ndevices:\n  - id: x\n    driver: mavlink\n", 3, "transport: Field required"),
+    ("kit: a\nbroker: http://x\n", 2, "broker url must be"),
+])
+def test_kit_syntax_and_schema_errors(tmp_path: Path, text: str, line: int, message: str) -> None:
+    path = tmp_path / "k.yaml"
+    path.write_text(text)
+    with pytest.raises(KitError) as info:
+        load_kit(path)
+    assert any(p.startswith(f"{path}:{line}:") and message in p for p in info.value.problems), info.value.problems
+
+
+def test_demo_kit_is_valid() -> None:
+    loaded = load_kit(ROOT / "field_kits" / "demo.yaml")
+    assert {d.id for d in loaded.kit.devices} >= {"drone-1", "drone-2"}
+    assert loaded.profiles["drone-1"]["stream_rates_hz"]["GLOBAL_POSITION_INT"] > 0
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "kit", "check", str(ROOT / "field_kits" / "demo.yaml")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,72 @@
+"""`fieldgw demo` and `fieldgw sim`: real processes, started and stopped the way a newcomer does."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, free_port, stop_process
+from tests.helpers import MqttProbe, wait_for
+
+
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return {int(x) for x in out.stdout.split()}
+
+
+@pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
+def test_demo_runs_everything_and_stops_everything(broker: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    http_port, mqtt_port = free_port(), free_port()
+    args = [sys.executable, "-m", "gateway.cli", "demo", "--data-dir", str(tmp_path / "data"),
+            "--http-port", str(http_port), "--mqtt-port", str(mqtt_port), "--gcs", f"udp://127.0.0.1:{free_port()}"]
+    mqtt_url = f"mqtt://127.0.0.1:{mqtt_port}"
+    if broker == "mosquitto":
+        mqtt_url = request.getfixturevalue("mosquitto")
+        args += ["--mqtt", mqtt_url]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        banner = [proc.stdout.readline() for _ in range(3)]
+        assert "fieldgw demo is running" in banner[0]
+        assert f"http://127.0.0.1:{http_port}/api/v1/health" in "".join(banner)
+        sims = _children(proc.pid)
+        assert len(sims) >= 2, "each simulator is its own process"
+        base = f"http://127.0.0.1:{http_port}"
+        wait_for(lambda: httpx.get(base + "/api/v1/health").json()["devices"] == {"online": 2, "total": 2}, 15, "both demo drones online")
+        probe = MqttProbe(mqtt_url, "fieldgw/v1/demo/#")
+        try:
+            for dev in ("drone-1", "drone-2"):
+                probe.wait(lambda t, p, d=dev: t.endswith(f"{d}/position") and p["fix"] == "3d", 10, f"{dev} position")
+        finally:
+            probe.close()
+        info = json.loads((tmp_path / "data" / "demo.json").read_text())
+        assert info["mqtt_root"] == "fieldgw/v1/demo"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(6) == 0
+        assert time.monotonic() - t0 < 5.0
+        for pid in sims:
+            assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower(), f"simulator {pid} left running"
+    finally:
+        stop_process(proc)  # type: ignore[arg-type]
+
+
+def test_fieldgw_sim_uav_runs_the_simulator(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "sim", "uav", "--udp-listen", "127.0.0.1:0", "--print-port"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        ports = json.loads(proc.stdout.readline())
+        assert ports["udp_listen"][1] > 0
+    finally:
+        assert stop_process(proc) == 0
+    bad = subprocess.run([sys.executable, "-m", "gateway.cli", "sim", "teleporter"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown simulator" in bad.stderr
