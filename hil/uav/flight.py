@@ -21,7 +21,10 @@ SEV_WARNING = mavlink2.MAV_SEVERITY_WARNING
 SEV_INFO = mavlink2.MAV_SEVERITY_INFO
 
 PATTERN_SPEED = 5.0  # m/s around the circle
+MAX_SPEED = 30.0  # m/s, cap on any commanded horizontal speed
+MAX_ALT = 3000.0  # m above home, cap on any commanded altitude
 LAND_DISARM_DELAY = 1.0  # s after touchdown in LAND/RTL
+BRAKE_DECEL = 7.5  # m/s^2, ArduCopter BRAKE mode's hard stop
 
 
 class Mode(IntEnum):
@@ -73,13 +76,15 @@ class Autopilot:
         return not self.kin.on_ground
 
     def cruise_speed(self) -> float:
-        if self.speed_override:
-            return self.speed_override
-        return max(0.2, self.params.get("WPNAV_SPEED") / 100.0)
+        speed = self.speed_override or self.params.get("WPNAV_SPEED") / 100.0
+        return min(MAX_SPEED, max(0.2, speed))
 
     def rtl_speed(self) -> float:
         rtl = self.params.get("RTL_SPEED")
-        return rtl / 100.0 if rtl > 0 and not self.speed_override else self.cruise_speed()
+        return min(MAX_SPEED, rtl / 100.0) if rtl > 0 and not self.speed_override else self.cruise_speed()
+
+    def _circle_radius(self) -> float:
+        return min(10_000.0, max(1.0, self.params.get("CIRCLE_RADIUS") / 100.0))
 
     def landed_state(self) -> int:
         if not self.flying:
@@ -149,7 +154,7 @@ class Autopilot:
                     self.target = (self.target[0], self.target[1], alt)
                 return RESULT_ACCEPTED  # retransmission of the takeoff in progress
             return RESULT_FAILED
-        if not alt > 0.0:
+        if not 0.0 < alt <= MAX_ALT:
             return RESULT_FAILED
         self._start_takeoff(alt)
         return RESULT_ACCEPTED
@@ -163,14 +168,14 @@ class Autopilot:
         if self.mode != Mode.GUIDED:
             self._enter(Mode.GUIDED)
         self.phase = "goto"
-        self.target = (n, e, max(0.0, alt))
-        self.speed_override = speed if speed and speed > 0 else None
+        self.target = (n, e, min(MAX_ALT, max(0.0, alt)))
+        self.speed_override = min(MAX_SPEED, speed) if speed and speed > 0 else None
         return RESULT_ACCEPTED
 
     def change_speed(self, speed: float) -> int:
-        if not speed > 0:
+        if not 0.0 < speed < math.inf:
             return RESULT_DENIED
-        self.speed_override = speed
+        self.speed_override = min(MAX_SPEED, speed)
         return RESULT_ACCEPTED
 
     def pause(self) -> int:
@@ -209,6 +214,7 @@ class Autopilot:
             self.notify(SEV_INFO, f"Mode {mode.name}")
 
     def _hold_here(self) -> None:
+        self._update_limits()
         n, e = self.kin.stopping_point(self.limits.accel_xy)
         self.target = (n, e, self.kin.alt)
 
@@ -241,12 +247,12 @@ class Autopilot:
         elif mode == Mode.AUTO:
             self._start_circle((0.0, 0.0))  # the pattern: a circle around home
         elif mode == Mode.CIRCLE:
-            r = self.params.get("CIRCLE_RADIUS") / 100.0  # centre is one radius ahead
+            r = self._circle_radius()  # centre is one radius ahead
             self._start_circle((self.kin.n + r * math.cos(self.kin.yaw), self.kin.e + r * math.sin(self.kin.yaw)))
         elif mode == Mode.RTL:
             self.phase = "climb"
             self._hold_here()
-            rtl_alt = max(self.kin.alt, self.params.get("RTL_ALT") / 100.0)
+            rtl_alt = max(self.kin.alt, min(MAX_ALT, self.params.get("RTL_ALT") / 100.0))
             self.target = (self.target[0], self.target[1], rtl_alt)
             self.notify(SEV_INFO, "RTL: returning to launch")
         elif mode == Mode.LAND:
@@ -264,7 +270,7 @@ class Autopilot:
         if ph == "circle":
             return physics.Setpoint(kind="circle", alt=alt, speed=self.cruise_speed(),
                                     center_n=self.center[0], center_e=self.center[1],
-                                    radius=max(1.0, self.params.get("CIRCLE_RADIUS") / 100.0),
+                                    radius=self._circle_radius(),
                                     circle_speed=PATTERN_SPEED)
         if ph == "descend":
             return physics.Setpoint(kind="land", n=n, e=e, speed=self.cruise_speed())
@@ -273,12 +279,14 @@ class Autopilot:
 
     def _update_limits(self) -> None:
         p = self.params
-        self.limits.climb = max(0.1, p.get("WPNAV_SPEED_UP") / 100.0)
-        self.limits.descent = max(0.1, p.get("WPNAV_SPEED_DN") / 100.0)
-        self.limits.accel_xy = max(0.5, p.get("WPNAV_ACCEL") / 100.0)
+        self.limits.climb = min(10.0, max(0.1, p.get("WPNAV_SPEED_UP") / 100.0))
+        self.limits.descent = min(10.0, max(0.1, p.get("WPNAV_SPEED_DN") / 100.0))
+        self.limits.accel_xy = min(10.0, max(0.5, p.get("WPNAV_ACCEL") / 100.0))
+        if self.mode == Mode.BRAKE:
+            self.limits.accel_xy = BRAKE_DECEL
 
     def _advance_phase(self) -> None:
-        k, (n, e, alt) = self.kin, self.target
+        k, alt = self.kin, self.target[2]
         if self.phase == "takeoff" and abs(k.alt - alt) < 0.5:
             self.phase = "hold"
             self.notify(SEV_INFO, "Takeoff complete")

@@ -1,6 +1,7 @@
 """Per-vehicle telemetry streams: default rates, SRx groups, SET_MESSAGE_INTERVAL overrides."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 from pymavlink.dialects.v20 import ardupilotmega as mavlink2
@@ -55,7 +56,7 @@ class StreamManager:
         self._overrides: dict[int, float] = {}  # msgid -> interval s, or _DISABLED
         self._group_hz: dict[str, float] = {}
         self._streams = {
-            mid: Periodic(f"uav{sysid}-msg{mid}", lambda mid=mid: self._emit(mid), None) for mid in DEFAULT_HZ
+            mid: Periodic(f"uav{sysid}-msg{mid}", partial(self._emit, mid), None) for mid in DEFAULT_HZ
         }
 
     def supports(self, msgid: int) -> bool:

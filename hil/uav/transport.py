@@ -3,6 +3,7 @@ from any link are decoded and handed to a single ``on_message`` callback."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections import OrderedDict
@@ -165,10 +166,8 @@ class TcpListenLink:
                 continue
             if writer.transport.get_write_buffer_size() > TCP_MAX_BACKLOG:
                 continue  # slow reader: drop rather than grow without bound
-            try:
+            with contextlib.suppress(ConnectionError, OSError, RuntimeError):
                 writer.write(data)
-            except (ConnectionError, OSError, RuntimeError):
-                pass
 
     def local_address(self) -> tuple[str, int]:
         assert self._server is not None and self._server.sockets

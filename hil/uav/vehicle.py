@@ -123,35 +123,35 @@ class Vehicle:
             log.info("sysid %d: dropped %s (unsigned or bad signature)", self.sysid, msg.get_type())
             return
         hdr = msg.get_header()
-        mtype = msg.get_type()
-        if mtype == "COMMAND_LONG":
+        if isinstance(msg, M.MAVLink_command_long_message):
             self.commands.handle(Command.from_long(msg), hdr.srcSystem, hdr.srcComponent)
-        elif mtype == "COMMAND_INT":
+        elif isinstance(msg, M.MAVLink_command_int_message):
             self.commands.handle(Command.from_int(msg), hdr.srcSystem, hdr.srcComponent)
-        elif mtype == "SET_MODE":
-            result = self.ap.set_mode(msg.custom_mode) if msg.base_mode & M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED \
-                else RESULT_DENIED
+        elif isinstance(msg, M.MAVLink_set_mode_message):
+            ok = msg.base_mode & M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED
+            result = self.ap.set_mode(msg.custom_mode) if ok else RESULT_DENIED
+            # ArduPilot acks the legacy SET_MODE message with command = its message id
             self.send(M.MAVLink_command_ack_message(M.MAVLINK_MSG_ID_SET_MODE, result, 0, 0,
                                                    hdr.srcSystem, hdr.srcComponent))
-        elif mtype == "PARAM_REQUEST_LIST":
+        elif isinstance(msg, M.MAVLink_param_request_list_message):
             for p in self.params:
                 self._send_param(p)
-        elif mtype == "PARAM_REQUEST_READ":
+        elif isinstance(msg, M.MAVLink_param_request_read_message):
             p = self.params.by_name(msg.param_id) if msg.param_index < 0 else self.params.by_index(msg.param_index)
             if p is not None:
                 self._send_param(p)
-        elif mtype == "PARAM_SET":
+        elif isinstance(msg, M.MAVLink_param_set_message):
             p = self.params.set(msg.param_id, msg.param_value)
-            if p is not None:
+            if p is not None:  # unknown name or NaN: no change and, like ArduPilot, no answer
                 self._send_param(p)
-        elif mtype == "REQUEST_DATA_STREAM":
+        elif isinstance(msg, M.MAVLink_request_data_stream_message):
             self._request_data_stream(msg)
 
     def _send_param(self, p: Param) -> None:
         self.send(M.MAVLink_param_value_message(p.name.encode("ascii"), p.value, p.ptype, len(self.params),
                                                 self.params.index_of(p.name)))
 
-    def _request_data_stream(self, msg: M.MAVLink_message) -> None:
+    def _request_data_stream(self, msg: M.MAVLink_request_data_stream_message) -> None:
         rate = float(msg.req_message_rate) if msg.start_stop else 0.0
         if msg.req_stream_id == M.MAV_DATA_STREAM_ALL:
             names = list(DATA_STREAM_PARAM.values())
