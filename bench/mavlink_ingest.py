@@ -48,6 +48,12 @@ MIX_PER_SECOND = [("HEARTBEAT", 1), ("GLOBAL_POSITION_INT", 10), ("GPS_RAW_INT",
 
 
 def build_buffer(n_frames: int, sysid: int = 1) -> tuple[bytes, Counter[str]]:
+    """n_frames MAVLink 2 frames from one vehicle in one buffer (see build_frames)."""
+    frames, counts = build_frames(n_frames, sysid)
+    return b"".join(frames), counts
+
+
+def build_frames(n_frames: int, sysid: int = 1) -> tuple[list[bytes], Counter[str]]:
     """n_frames MAVLink 2 frames from one vehicle, one simulated second after another, HEARTBEAT first."""
     enc = m2.MAVLink(None, srcSystem=sysid, srcComponent=1)
     frames: list[bytes] = []
@@ -92,7 +98,7 @@ def build_buffer(n_frames: int, sysid: int = 1) -> tuple[bytes, Counter[str]]:
             counts[name] += 1
             boot_ms += 1000 // 33
         boot_ms = (boot_ms // 1000 + 1) * 1000
-    return b"".join(frames), counts
+    return frames, counts
 
 
 def chunks_of(buf: bytes, size: int = CHUNK) -> list[bytes]:

@@ -106,10 +106,10 @@ class Gateway:
             self.http_port = sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        await self.router.stop()
+        await self.supervisor.stop()  # every device goes offline, with the reason
         if self.uplink is not None:
             await self.uplink.close()
-        await self.router.stop()
-        await self.supervisor.stop()
         if self._server is not None:
             self._server.should_exit = True
         for t in self._tasks:

@@ -134,24 +134,27 @@ class MqttUplink:
         self.connects = 0
         self._sub = bus.subscribe("mqtt-uplink", (Position, Telemetry, Event, Ack, DeviceStateChanged), maxsize=50_000)
         self._dirty_states: set[str] = set()
+        self._states_now = asyncio.Event()  # an online/offline change: publish states without waiting
         self._client: aiomqtt.Client | None = None
 
     # --- bus → pending queue (runs whether or not the broker is reachable) ---
     async def _pump(self) -> None:
         while True:
-            msg = await self._sub.get()
-            if isinstance(msg, Position):
-                self.pending.put(wire.position(self.topics, msg, self.seq.next(msg.device)))
-            elif isinstance(msg, Telemetry):
-                self.pending.put(wire.telemetry(self.topics, msg))
-            elif isinstance(msg, Event):
-                self.pending.put(wire.event(self.topics, msg))
-            elif isinstance(msg, Ack):
-                self.pending.put(wire.ack(self.topics, msg))
-            elif isinstance(msg, DeviceStateChanged):
-                self._dirty_states.add(msg.device)
-                if msg.urgent and self._client is not None:
-                    await self._flush_states()
+            self._take(await self._sub.get())
+
+    def _take(self, msg: object) -> None:
+        if isinstance(msg, Position):
+            self.pending.put(wire.position(self.topics, msg, self.seq.next(msg.device)))
+        elif isinstance(msg, Telemetry):
+            self.pending.put(wire.telemetry(self.topics, msg))
+        elif isinstance(msg, Event):
+            self.pending.put(wire.event(self.topics, msg))
+        elif isinstance(msg, Ack):
+            self.pending.put(wire.ack(self.topics, msg))
+        elif isinstance(msg, DeviceStateChanged):
+            self._dirty_states.add(msg.device)
+            if msg.urgent:
+                self._states_now.set()
 
     async def run(self) -> None:
         pump = asyncio.create_task(self._pump(), name="mqtt-pump")
@@ -240,7 +243,11 @@ class MqttUplink:
 
     async def _state_ticker(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            try:
+                await asyncio.wait_for(self._states_now.wait(), 1.0)
+            except TimeoutError:
+                pass
+            self._states_now.clear()
             await self._flush_states()
 
     async def _flush_states(self) -> None:
@@ -279,14 +286,18 @@ class MqttUplink:
             self.router.reject(device, cmd_id, body.get("command"), body.get("args"), "mqtt", exc.message)
 
     async def close(self) -> None:
-        """Say goodbye properly: a clean disconnect does not fire the will."""
+        """Say goodbye properly: the devices' last states, then `offline` (a clean disconnect fires no will)."""
         client = self._client
-        if client is not None:
-            out = wire.gateway_status(self.topics, "offline", now_ms(), self.version)
-            try:
-                await asyncio.wait_for(client.publish(out.topic, out.payload, qos=1, retain=True), 2.0)
-            except (aiomqtt.MqttError, TimeoutError):
-                pass
+        if client is None:
+            return
+        while not self._sub.queue.empty():  # what the bus still holds: devices just marked offline
+            self._take(self._sub.get_nowait())
+        out = wire.gateway_status(self.topics, "offline", now_ms(), self.version)
+        try:
+            await asyncio.wait_for(self._flush_states(), 1.5)
+            await asyncio.wait_for(client.publish(out.topic, out.payload, qos=1, retain=True), 1.5)
+        except (aiomqtt.MqttError, TimeoutError):
+            log.warning("could not say goodbye to the broker; its will marks the gateway offline")
 
     def stats(self) -> dict[str, int]:
         return {"pending": len(self.pending), "published": self.published, "dropped": self.pending.dropped + self._sub.dropped, "connects": self.connects}

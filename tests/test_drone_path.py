@@ -68,12 +68,15 @@ def test_positions_and_retained_state_reach_mqtt(broker: str, tmp_path: Path, pr
         late.close()
         status_probe.close()
     assert gw.stop() == 0
-    # the clean stop leaves the retained status offline
-    after = MqttProbe(mqtt_url, "fieldgw/v1/test/gateway/status") if broker == "mosquitto" else None
-    if after is not None:
+    # the clean stop leaves the retained status offline, and every device's state with it
+    if broker == "mosquitto":
+        after = MqttProbe(mqtt_url, "fieldgw/v1/test/#")
         try:
-            _, status = after.wait(lambda t, p: True, 5, "gateway status after stop")
+            _, status = after.wait(lambda t, p: t.endswith("gateway/status"), 5, "gateway status after stop")
             assert status["state"] == "offline"
+            for dev in ("drone-1", "drone-2"):
+                _, state = after.wait(lambda t, p, d=dev: t.endswith(f"{d}/state"), 5, f"{dev} state after stop")
+                assert state["online"] is False
         finally:
             after.close()
 

@@ -4,8 +4,8 @@ COMMAND_LONG / COMMAND_INT are retransmitted every `retry_interval_s` (the
 `confirmation` field counts retransmissions) until a COMMAND_ACK for the
 same command, addressed to the gateway, comes back. ACCEPTED → done;
 IN_PROGRESS keeps waiting; any other MAV_RESULT → failed, naming it; no ack
-after every attempt → timeout. One command at a time per vehicle, because
-acks carry only the command number.
+after every attempt → timeout. Acks carry only the command number, so one
+command of each MAV_CMD number is in flight at a time per vehicle.
 """
 
 from __future__ import annotations
@@ -60,52 +60,65 @@ def translate(command: str, args: dict[str, Any], profile: VehicleProfile) -> Ma
     raise CommandError("rejected", f"the MAVLink driver has no command {command!r}")
 
 
-class AckWaiter:
-    """Matches COMMAND_ACKs from one vehicle to the command in flight."""
-
+class _Pending:
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
-        self._command: int | None = None
-        self._acks: asyncio.Queue[int] = asyncio.Queue(16)
+        self.acks: asyncio.Queue[int] = asyncio.Queue(16)
+        self.active = False
+
+
+class AckWaiter:
+    """Matches COMMAND_ACKs from one vehicle to the commands in flight.
+
+    An ack names only the command number, so one command of each number is
+    in flight at a time; different numbers (a stream-rate request and an
+    operator's RTL) run side by side.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[int, _Pending] = {}
 
     def deliver(self, msg: Any, gateway_system: int) -> None:
-        if self._command is None or msg.command != self._command:
+        pending = self._pending.get(msg.command)
+        if pending is None or not pending.active:
             return
         if msg.target_system not in (0, gateway_system):
             return  # an ack for the operator's own ground station
-        if not self._acks.full():
-            self._acks.put_nowait(int(msg.result))
+        if not pending.acks.full():
+            pending.acks.put_nowait(int(msg.result))
 
     async def run(self, cmd: MavCommand, send: Callable[[MavCommand, int], None], on_sent: OnSent,
                   attempts: int = 4, retry_interval_s: float = 1.5) -> str:
-        async with self.lock:
-            self._command = cmd.command
-            while not self._acks.empty():
-                self._acks.get_nowait()
+        pending = self._pending.setdefault(cmd.command, _Pending())
+        async with pending.lock:
+            while not pending.acks.empty():
+                pending.acks.get_nowait()
+            pending.active = True
             try:
-                return await self._exchange(cmd, send, on_sent, attempts, retry_interval_s)
+                return await _exchange(pending.acks, cmd, send, on_sent, attempts, retry_interval_s)
             finally:
-                self._command = None
+                pending.active = False
 
-    async def _exchange(self, cmd: MavCommand, send: Callable[[MavCommand, int], None], on_sent: OnSent,
-                        attempts: int, retry_interval_s: float) -> str:
-        attempt = 0
-        in_progress = False
-        while attempt < attempts:
-            if not in_progress:
-                send(cmd, attempt)
-                if attempt == 0:
-                    on_sent()
-                attempt += 1
-            try:
-                result = await asyncio.wait_for(self._acks.get(), retry_interval_s * (4 if in_progress else 1))
-            except TimeoutError:
-                in_progress = False
-                continue
-            if result == m2.MAV_RESULT_ACCEPTED:
-                return f"{cmd.name}: MAV_RESULT_ACCEPTED"
-            if result == m2.MAV_RESULT_IN_PROGRESS:
-                in_progress = True
-                continue
-            raise CommandError("failed", f"{cmd.name}: {_RESULT_NAME.get(result, f'MAV_RESULT {result}')}")
-        raise CommandError("timeout", f"{cmd.name}: no COMMAND_ACK after {attempts} attempts")
+
+async def _exchange(acks: asyncio.Queue[int], cmd: MavCommand, send: Callable[[MavCommand, int], None],
+                    on_sent: OnSent, attempts: int, retry_interval_s: float) -> str:
+    attempt = 0
+    in_progress = False
+    while attempt < attempts:
+        if not in_progress:
+            send(cmd, attempt)
+            if attempt == 0:
+                on_sent()
+            attempt += 1
+        try:
+            result = await asyncio.wait_for(acks.get(), retry_interval_s * (4 if in_progress else 1))
+        except TimeoutError:
+            in_progress = False
+            continue
+        if result == m2.MAV_RESULT_ACCEPTED:
+            return f"{cmd.name}: MAV_RESULT_ACCEPTED"
+        if result == m2.MAV_RESULT_IN_PROGRESS:
+            in_progress = True
+            continue
+        raise CommandError("failed", f"{cmd.name}: {_RESULT_NAME.get(result, f'MAV_RESULT {result}')}")
+    raise CommandError("timeout", f"{cmd.name}: no COMMAND_ACK after {attempts} attempts")

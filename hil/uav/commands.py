@@ -47,7 +47,8 @@ class Command:
 
 
 def _msg_id(value: float) -> int | None:
-    if math.isnan(value) or value < 0 or value > 0xFFFFFF or value != int(value):
+    # MESSAGE_INTERVAL.message_id is a uint16, so larger ids cannot be served (ArduPilot: DENIED)
+    if not 0 <= value <= 0xFFFF or value != int(value):
         return None
     return int(value)
 
@@ -90,7 +91,7 @@ class CommandHandler:
         return self.v.ap.takeoff(c.alt)
 
     def _set_mode(self, c: Command) -> int:
-        if math.isnan(c.p1) or math.isnan(c.p2):
+        if not (math.isfinite(c.p1) and math.isfinite(c.p2)) or not 0 <= c.p2 < 2**32:
             return RESULT_DENIED
         if not int(c.p1) & M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED:
             return RESULT_DENIED
@@ -138,7 +139,7 @@ class CommandHandler:
 
     def _set_interval(self, c: Command) -> int:
         mid = _msg_id(c.p1)
-        if mid is None or math.isnan(c.p2) or not self.v.streams.set_interval_us(mid, c.p2):
+        if mid is None or not math.isfinite(c.p2) or not self.v.streams.set_interval_us(mid, c.p2):
             return RESULT_DENIED
         return RESULT_ACCEPTED
 

@@ -11,6 +11,7 @@ from .scheduler import Periodic
 
 M = mavlink2
 MIN_INTERVAL_S = 0.005
+MAX_INTERVAL_S = (2**31 - 1) / 1e6  # MESSAGE_INTERVAL.interval_us is an int32
 
 # Hz at --rate-scale 1. HEARTBEAT is fixed at 1 Hz and not scaled.
 DEFAULT_HZ: dict[int, float] = {
@@ -91,7 +92,7 @@ class StreamManager:
         elif interval_us == 0:
             self._overrides.pop(msgid, None)
         else:
-            self._overrides[msgid] = max(MIN_INTERVAL_S, interval_us / 1e6)
+            self._overrides[msgid] = min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, interval_us / 1e6))
         self._apply(msgid)
         return True
 
