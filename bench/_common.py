@@ -169,4 +169,30 @@ def cpu_seconds(pid: int) -> float:
 
 
 def machine_note() -> str:
-    return f"{os.cpu_count()} vCPU, Python {sys.version.split()[0]}"
+    return f"{os.cpu_count()} vCPU, Python {sys.version.split()[0]}, code {code_version()}"
+
+
+def udp_drops(port: int) -> int:
+    """Datagrams the kernel dropped on the 127.0.0.1 UDP socket bound to `port` (full receive buffer); -1 if none."""
+    suffix = f":{port:04X}"
+    try:
+        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return -1
+    for line in lines:
+        fields = line.split()
+        if fields[1].endswith(suffix):
+            return int(fields[-1])
+    return -1
+
+
+def code_version() -> str:
+    """The commit measured, and whether gateway/ or drivers/ had uncommitted changes (the code moves fast)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "gateway", "drivers"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted changes in gateway/ or drivers/' if dirty else ''}"

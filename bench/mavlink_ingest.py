@@ -11,10 +11,11 @@ fed in 4 KiB chunks to
            gateway.bus.Bus (with the device-registry tap the gateway installs, the real
            supervisor link context, and one subscriber taking what the MQTT uplink takes).
 
-Best of 3 repetitions each, interleaved. The ratio fieldgw/pymavlink is the
+Best of 3 repetitions each; within a repetition the two paths alternate every
+32 chunks (~3,300 frames), so a noisy neighbour slows both alike. The ratio fieldgw/pymavlink is the
 figure to compare across machines (target >= 0.5).
 
-    .venv/bin/python -m bench.mavlink_ingest [--frames N] [--reps R] [--quick]
+    .venv/bin/python -m bench.mavlink_ingest [--frames N] [--reps R] [--block B] [--quick]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ os.environ["MAVLINK20"] = "1"
 
 from pymavlink.dialects.v20 import ardupilotmega as m2  # noqa: E402
 
+from bench._common import machine_note  # noqa: E402
 from drivers.mavlink.driver import MavlinkDriver  # noqa: E402
 from drivers.mavlink.framing import FrameParser  # noqa: E402
 from gateway.bus import Bus  # noqa: E402
@@ -105,15 +107,21 @@ def chunks_of(buf: bytes, size: int = CHUNK) -> list[bytes]:
     return [buf[i:i + size] for i in range(0, len(buf), size)]
 
 
-def run_pymavlink(chunks: list[bytes]) -> tuple[float, int]:
-    mav = m2.MAVLink(None)
-    n = 0
-    t0 = time.perf_counter()
-    for c in chunks:
-        msgs = mav.parse_buffer(c)
-        if msgs:
-            n += len(msgs)
-    return time.perf_counter() - t0, n
+class PymavlinkPath:
+    """The peer: pymavlink's own parser, nothing done with the messages."""
+
+    def __init__(self) -> None:
+        self.mav = m2.MAVLink(None)
+        self.n = 0
+
+    def feed(self, chunks: list[bytes]) -> None:
+        parse = self.mav.parse_buffer
+        n = 0
+        for c in chunks:
+            msgs = parse(c)
+            if msgs:
+                n += len(msgs)
+        self.n += n
 
 
 class _DummyTransport:
@@ -148,44 +156,69 @@ def _link_context(bus: Bus, ids: set[str]) -> Any:
         return Ctx()
 
 
-async def run_fieldgw(chunks: list[bytes], n_frames: int) -> tuple[float, int, int, dict[str, int]]:
-    """(seconds, messages parsed, positions on the bus, frame counts) for the gateway's ingest path."""
-    bus = Bus()
-    registry = DeviceRegistry()
-    registry.add(Device(id="drone-1", kind="uav", driver="mavlink", name="drone-1"))
-    bus.add_tap(registry.tap)
-    # what the MQTT uplink subscribes to, with room for everything (consumed after the clock stops)
-    sub = bus.subscribe("bench", (Position, Telemetry, Event, Ack, DeviceStateChanged), maxsize=n_frames + 1000)
-    dev = DeviceSpec(id="drone-1", kind="uav", name="drone-1", transport="udp-listen://127.0.0.1:14550",
-                     options={"system_id": 1})
-    link = LinkSpec(driver="mavlink", transport=dev.transport, devices=(dev,))
-    driver = MavlinkDriver(link, _link_context(bus, {"drone-1"}))
-    parser = FrameParser(driver.counts)
-    transport = _DummyTransport()
-    handle = driver._handle
-    feed = parser.feed
-    n = 0
-    t0 = time.perf_counter()
-    for c in chunks:
-        msgs = feed(c)
-        n += len(msgs)
-        handle(msgs, transport, None)  # type: ignore[arg-type]
-    elapsed = time.perf_counter() - t0
-    positions = 0
-    while not sub.queue.empty():
-        if isinstance(sub.get_nowait(), Position):
-            positions += 1
-    if sub.dropped:
-        raise RuntimeError(f"bench subscriber dropped {sub.dropped} messages: enlarge its queue")
-    # let the vehicle-online configuration task run (it fails at once: no transport)
-    await asyncio.sleep(0)
-    return elapsed, n, positions, driver.counts.as_dict()
+class FieldgwPath:
+    """The gateway's ingest path: FrameParser.feed + MavlinkDriver._handle → bus (registry tap, uplink-like subscriber)."""
+
+    def __init__(self, n_frames: int) -> None:
+        self.bus = Bus()
+        registry = DeviceRegistry()
+        registry.add(Device(id="drone-1", kind="uav", driver="mavlink", name="drone-1"))
+        self.bus.add_tap(registry.tap)
+        # what the MQTT uplink subscribes to, with room for everything (counted after the clock stops)
+        self.sub = self.bus.subscribe("bench", (Position, Telemetry, Event, Ack, DeviceStateChanged), maxsize=n_frames + 1000)
+        dev = DeviceSpec(id="drone-1", kind="uav", name="drone-1", transport="udp-listen://127.0.0.1:14550",
+                         options={"system_id": 1})
+        link = LinkSpec(driver="mavlink", transport=dev.transport, devices=(dev,))
+        self.driver = MavlinkDriver(link, _link_context(self.bus, {"drone-1"}))
+        self.parser = FrameParser(self.driver.counts)
+        self.transport = _DummyTransport()
+        self.n = 0
+
+    def feed(self, chunks: list[bytes]) -> None:
+        feed, handle, transport = self.parser.feed, self.driver._handle, self.transport
+        n = 0
+        for c in chunks:
+            msgs = feed(c)
+            n += len(msgs)
+            handle(msgs, transport, None)  # type: ignore[arg-type]
+        self.n += n
+
+    def positions(self) -> int:
+        if self.sub.dropped:
+            raise RuntimeError(f"bench subscriber dropped {self.sub.dropped} messages: enlarge its queue")
+        count = 0
+        while not self.sub.queue.empty():
+            if isinstance(self.sub.get_nowait(), Position):
+                count += 1
+        return count
+
+
+async def one_repetition(chunks: list[bytes], n_frames: int, block: int) -> tuple[float, float, PymavlinkPath, FieldgwPath]:
+    """Both paths over the whole buffer, alternating every `block` chunks (and which goes first),
+    so a noisy neighbour slows both alike. Returns (pymavlink seconds, fieldgw seconds, paths)."""
+    py, gw = PymavlinkPath(), FieldgwPath(n_frames)
+    t_py = t_gw = 0.0
+    clock = time.perf_counter
+    for k, i in enumerate(range(0, len(chunks), block)):
+        part = chunks[i:i + block]
+        order = (py, gw) if k % 2 == 0 else (gw, py)
+        for path in order:
+            t0 = clock()
+            path.feed(part)
+            dt = clock() - t0
+            if path is py:
+                t_py += dt
+            else:
+                t_gw += dt
+    await asyncio.sleep(0)  # let the vehicle-online configuration task run (it fails at once: no transport)
+    return t_py, t_gw, py, gw
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=200_000)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--block", type=int, default=32, help="chunks per interleaving block (32 x 4 KiB ~ 3,300 frames)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 50k frames, 2 repetitions")
     args = ap.parse_args(argv)
     if args.quick:
@@ -193,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
 
     buf, mix = build_buffer(args.frames)
     chunks = chunks_of(buf)
+    print(f"[{machine_note()}]")
     print(f"MAVLink ingest: {args.frames} MAVLink 2 frames, {len(buf) / 1e6:.2f} MB, {len(chunks)} chunks of {CHUNK} B; "
-          f"best of {args.reps}, interleaved")
+          f"best of {args.reps}, interleaved every {args.block} chunks")
     print("  mix: " + ", ".join(f"{k} {v}" for k, v in mix.items()))
 
     best_py = best_gw = math.inf
@@ -202,12 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     frame_counts: dict[str, int] = {}
     for rep in range(args.reps):
         gc.collect()
-        t, py_n = run_pymavlink(chunks)
-        best_py = min(best_py, t)
-        gc.collect()
-        t2, gw_n, positions, frame_counts = asyncio.run(run_fieldgw(chunks, args.frames))
-        best_gw = min(best_gw, t2)
-        print(f"  rep {rep + 1}: pymavlink {py_n / t:,.0f} msg/s, fieldgw {gw_n / t2:,.0f} msg/s")
+        t_py, t_gw, py, gw = asyncio.run(one_repetition(chunks, args.frames, args.block))
+        py_n, gw_n = py.n, gw.n
+        positions, frame_counts = gw.positions(), gw.driver.counts.as_dict()
+        best_py, best_gw = min(best_py, t_py), min(best_gw, t_gw)
+        print(f"  rep {rep + 1}: pymavlink {py_n / t_py:,.0f} msg/s, fieldgw {gw_n / t_gw:,.0f} msg/s "
+              f"(ratio {(gw_n / t_gw) / (py_n / t_py):.3f})")
+        del py, gw
 
     py_rate = py_n / best_py
     gw_rate = gw_n / best_gw

@@ -48,6 +48,7 @@ from bench._common import (  # noqa: E402
     GatewayProcess,
     cpu_seconds,
     drone,
+    machine_note,
     fmt_ms,
     free_udp_port,
     mosquitto,
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=30.0, help="measured seconds (after a warm-up)")
     ap.add_argument("--warmup", type=float, default=3.0)
-    ap.add_argument("--quick", action="store_true", help="smoke run: 6 s measured")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 5 s measured")
     ap.add_argument("--role", choices=["bench", "subscriber", "direct"], default="bench", help=argparse.SUPPRESS)
     ap.add_argument("--mqtt", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "direct":
         return run_direct(args.mqtt, args.port)
     if args.quick:
-        args.duration, args.warmup = min(args.duration, 6.0), min(args.warmup, 2.0)
+        args.duration, args.warmup = min(args.duration, 5.0), min(args.warmup, 1.5)
     with tempfile.TemporaryDirectory(prefix="fieldgw-bench-") as tmp:
         return _bench(Path(tmp), args.duration, args.warmup)
 
@@ -288,6 +289,7 @@ def _start_role(role: str, *extra: str) -> subprocess.Popen[str]:
 def _bench(tmp: Path, duration: float, warmup: float) -> int:
     gw_ports = {1: free_udp_port(), 2: free_udp_port()}
     direct_port = free_udp_port()
+    print(f"[{machine_note()}]")
     print(f"Position latency: 2 vehicles x 10 Hz GLOBAL_POSITION_INT, {duration:g} s measured after {warmup:g} s warm-up; "
           "both paths fed the same frames at the same time")
     with mosquitto(tmp) as url:
@@ -344,7 +346,7 @@ def _bench(tmp: Path, duration: float, warmup: float) -> int:
         print(f"{'':32s} received {len(lat[p])}/{n_sent[p]} (lost {lost}, {100.0 * lost / max(1, n_sent[p]):.2f} %, "
               f"duplicates {dups[p]}), process CPU {cpu[p]:.2f} s over {sent_window:.1f} s "
               f"({100.0 * cpu[p] / sent_window:.1f} % of one core)")
-    print(f"  gateway health at the end: {health.get('status')}, uplink {health.get('uplinks')}")
+    print(f"  gateway health at the end: {health.get('status')}, uplinks {json.dumps(health.get('uplinks'))}")
     ratio = stats["fieldgw"]["p95"] / stats["direct"]["p95"]
     ok = stats["fieldgw"]["p95"] <= TARGET_P95_MS
     print(f"RATIO fieldgw p95 / direct p95 = {ratio:.2f}  (fieldgw p95 {stats['fieldgw']['p95']:.2f} ms, "

@@ -20,12 +20,15 @@ from gateway.api import create_app
 from gateway.broker import EmbeddedBroker
 from gateway.bus import Bus
 from gateway.commands import CommandRouter
+from gateway.inbound import InboundCommands
 from gateway.kit import LoadedKit
-from gateway.model import Device
-from gateway.mqtt_uplink import BrokerTarget, MqttUplink
+from gateway.model import Device, Event, now_ms
+from gateway.mqtt_link import BrokerTarget, MqttLink
+from gateway.outbox import CLASS_NAMES, Outbox
 from gateway.registry import DeviceRegistry
-from gateway.sequence import SequenceStore
 from gateway.supervisor import Supervisor, build_links
+from gateway.token_bucket import TokenBucket
+from gateway.uplinks import Uplink, UplinkManager
 from gateway.wire import Topics
 
 log = logging.getLogger(__name__)
@@ -59,37 +62,64 @@ class Gateway:
         self.supervisor = Supervisor(self.bus, build_links(loaded, opts.data_dir, opts.ground_stations))
         self.router = CommandRouter(self.bus, self.registry, self.supervisor.driver_for, self.kit.command_timeout_s)
         self.topics = Topics(self.kit.kit)
-        self.seq = SequenceStore(opts.data_dir / "sequence.sqlite3")
+        self.inbound = InboundCommands(self.topics, self.router)
+        cfg = self.kit.outbox
+        self.outbox = Outbox(opts.data_dir / "outbox.sqlite3", cap_bytes=int(cfg.cap_mb * 1024 * 1024),
+                             thin_every_s=cfg.thin_every_s, thin_after_s=cfg.thin_after_s, on_drop=self._outbox_dropped)
         self.broker: EmbeddedBroker | None = None
-        url, ca_file, client_id = self._broker_choice()
-        if url is None:
-            self.broker = EmbeddedBroker(opts.mqtt_port)
-            url = self.broker.url
-        self.uplink: MqttUplink | None = MqttUplink(
-            BrokerTarget.from_url(url, client_id, ca_file), self.topics, self.bus, self.registry,
-            self.router, self.seq, self.version)
+        self.uplinks = UplinkManager(self._build_uplinks(), self.outbox, self.bus, self.registry, self.topics, self.version)
         self.http_port = opts.http_port
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._drops_reported: dict[str, float] = {}
 
-    def _broker_choice(self) -> tuple[str | None, str | None, str]:
-        client_id = f"fieldgw-{self.kit.kit}"
-        if self.opts.mqtt_url:
-            return self.opts.mqtt_url, None, client_id
-        if self.kit.broker:
-            return self.kit.broker.url, self.kit.broker.ca_file, self.kit.broker.client_id or client_id
-        return None, None, client_id
+    def _build_uplinks(self) -> list[Uplink]:
+        """The kit's uplinks, or one `default` uplink to the kit's broker, --mqtt, or the embedded broker."""
+        default_url = self.opts.mqtt_url or (self.kit.broker.url if self.kit.broker else None)
+        default_ca = None if self.opts.mqtt_url or not self.kit.broker else self.kit.broker.ca_file
+        if default_url is None and (not self.kit.uplinks or any(u.broker is None for u in self.kit.uplinks)):
+            self.broker = EmbeddedBroker(self.opts.mqtt_port)
+            default_url = self.broker.url
+        base_id = (self.kit.broker.client_id if self.kit.broker and self.kit.broker.client_id else f"fieldgw-{self.kit.kit}")
+        configs = self.kit.uplinks or []
+        if not configs:
+            return [Uplink(self._link("default", default_url or "", default_ca, base_id))]
+        out = []
+        for cfg in configs:
+            url = cfg.broker.url if cfg.broker else default_url or ""
+            ca = cfg.broker.ca_file if cfg.broker else default_ca
+            client_id = cfg.broker.client_id if cfg.broker and cfg.broker.client_id else f"{base_id}-{cfg.name}"
+            out.append(Uplink(self._link(cfg.name, url, ca, client_id), priority=cfg.priority,
+                              bucket=TokenBucket.for_kbps(cfg.budget_kbps) if cfg.budget_kbps else None,
+                              budget_kbps=cfg.budget_kbps, health_from=frozenset(cfg.health_from)))
+        return out
+
+    def _link(self, name: str, url: str, ca_file: str | None, client_id: str) -> MqttLink:
+        embedded = self.broker is not None and url == self.broker.url
+        return MqttLink(name, BrokerTarget.from_url(url, client_id, ca_file), self.topics, self.version,
+                        self.inbound.handle, lambda: self.uplinks.changed(), protocol="3.1.1" if embedded else "auto")
+
+    def _outbox_dropped(self, device: str, cls: int, count: int, reason: str) -> None:
+        """Every drop is counted (outbox stats, metrics); an event says so, at most once a minute per device."""
+        now = asyncio.get_running_loop().time()
+        if now - self._drops_reported.get(device, -1e9) < 60:
+            return
+        self._drops_reported[device] = now
+        self.bus.publish(Event(device, now_ms(), "outbox_drop", "warning",
+                               f"{count} {CLASS_NAMES[cls]} message(s) of {device} dropped: {reason}",
+                               {"class": CLASS_NAMES[cls], "count": count}))
 
     @property
     def broker_url(self) -> str:
-        assert self.uplink is not None
-        return self.uplink.target.describe()
+        return self.uplinks.uplinks[0].link.target.describe()
 
     async def start(self) -> None:
         if self.broker is not None:
             await self.broker.start()
-        if self.uplink is not None:
-            self._tasks.append(asyncio.create_task(self.uplink.run(), name="mqtt-uplink"))
+        await self.outbox.open()
+        if self.outbox.notice:
+            self.bus.publish(Event("gateway", now_ms(), "outbox_reset", "critical", self.outbox.notice))
+        self._tasks.append(asyncio.create_task(self.uplinks.run(), name="uplinks"))
         await self.supervisor.start()
         config = uvicorn.Config(create_app(self), host=self.opts.http_host, port=self.opts.http_port,
                                 log_level="warning", lifespan="off", access_log=False)
@@ -108,8 +138,7 @@ class Gateway:
     async def stop(self) -> None:
         await self.router.stop()
         await self.supervisor.stop()  # every device goes offline, with the reason
-        if self.uplink is not None:
-            await self.uplink.close()
+        await self.uplinks.close()
         if self._server is not None:
             self._server.should_exit = True
         for t in self._tasks:
@@ -117,15 +146,12 @@ class Gateway:
                 t.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 3.0)
+        await self.outbox.close()
         if self.broker is not None:
             await self.broker.stop()
-        self.seq.close()
 
     def health(self) -> dict[str, Any]:
         online, total = self.registry.counts()
-        uplinks = []
-        if self.uplink is not None:
-            uplinks.append({"name": "mqtt", "broker": self.uplink.target.describe(),
-                            "connected": self.uplink.connected.is_set(), **self.uplink.stats()})
-        ok = all(u["connected"] for u in uplinks) and online == total
-        return {"status": "ok" if ok else "degraded", "devices": {"online": online, "total": total}, "uplinks": uplinks}
+        ok = self.uplinks.active is not None and online == total and not self.outbox.disk_full
+        return {"status": "ok" if ok else "degraded", "devices": {"online": online, "total": total},
+                "uplinks": self.uplinks.uplink_stats(), "outbox": self.uplinks.outbox_stats()}

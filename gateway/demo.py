@@ -68,7 +68,7 @@ async def run_demo(loaded: LoadedKit, data_dir: Path | None, http_port: int, mqt
         print(f"fieldgw demo is running (Ctrl-C stops everything):\n"
               f"  health    {info['health']}\n"
               f"  devices   {info['api']}\n"
-              f"  MQTT      {info['mqtt']}  try: mosquitto_sub -p {gw.uplink.target.port if gw.uplink else mqtt_port} -t '{gw.topics.root}/#' -v\n"
+              f"  MQTT      {info['mqtt']}  try: mosquitto_sub -p {gw.uplinks.uplinks[0].link.target.port} -t '{gw.topics.root}/#' -v\n"
               f"  GCS       drones routed to {gcs} (QGroundControl listens there)\n"
               f"  data      {data_dir}\n"
               f"  sims      pids {' '.join(str(p.pid) for p in procs)}", flush=True)

@@ -55,10 +55,26 @@ class GroundStation(_Strict):
 
 
 class UplinkConfig(_Strict):
+    """One backhaul (LTE, satellite, …) to a broker; the best healthy one carries the traffic."""
+
     name: str = Field(pattern=ID_PATTERN)
-    broker: BrokerConfig | None = None
+    broker: BrokerConfig | None = None  # default: the kit's broker (or --mqtt, or the embedded one)
     budget_kbps: float | None = Field(default=None, gt=0)
-    priority: int = 0
+    priority: int = 0  # lower is preferred; ties keep the order written
+    health_from: list[str] = Field(default_factory=list)  # devices whose link reports decide this uplink's health
+
+    @field_validator("broker", mode="before")
+    @classmethod
+    def _broker_shorthand(cls, v: Any) -> Any:
+        return {"url": v} if isinstance(v, str) else v
+
+
+class OutboxConfig(_Strict):
+    """The store-and-forward outbox (docs/architecture.md)."""
+
+    cap_mb: float = Field(default=512, gt=0)
+    thin_every_s: float | None = Field(default=None, gt=0)  # keep one position per device per N s of backlog
+    thin_after_s: float = Field(default=60, ge=0)  # … once the position backlog is older than this
 
 
 class DeviceConfig(_Strict):
@@ -85,6 +101,7 @@ class Kit(_Strict):
     uplinks: list[UplinkConfig] = Field(default_factory=list)
     ground_stations: list[GroundStation] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     command_timeout_s: float = Field(default=15.0, gt=0, le=600)
     profiles_dir: str | None = None
     simulators: list[SimulatorConfig] = Field(default_factory=list)
@@ -225,6 +242,17 @@ def _check_devices(devices: list[tuple[int, DeviceConfig]], data: dict[str, Any]
         if isinstance(gs.get("url"), str):
             for _, msg in _check_transport(gs["url"], schemes=("udp", "udp-listen", "tcp")):
                 problems.append((lines.line(("ground_stations", i, "url")), f"ground_stations.{i}.url: {msg}"))
+    uplinks = data.get("uplinks")
+    names: set[str] = set()
+    for i, up in enumerate(uplinks if isinstance(uplinks, list) else []):
+        if not isinstance(up, dict):
+            continue
+        if up.get("name") in names:
+            problems.append((lines.line(("uplinks", i, "name")), f"uplinks.{i}.name: duplicate uplink {up['name']!r}"))
+        names.add(up.get("name"))
+        for j, dev in enumerate(up.get("health_from") or []):
+            if dev not in seen:
+                problems.append((lines.line(("uplinks", i, "health_from", j)), f"uplinks.{i}.health_from.{j}: no device {dev!r} in this kit"))
     profiles: dict[str, dict[str, Any]] = {}
     links: dict[tuple[str, str], list[int]] = {}
     by_index = dict(devices)

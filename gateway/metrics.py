@@ -42,17 +42,39 @@ class _GatewayCollector(Collector):
                 frames.add_metric([str(link["transport"]), outcome], float(value))
         yield frames
         yield restarts
-        if gw.uplink is not None:
-            up = gw.uplink.stats()
-            pending = GaugeMetricFamily("fieldgw_uplink_pending", "data messages waiting for the broker's PUBACK")
-            pending.add_metric([], up["pending"])
-            yield pending
-            sent = CounterMetricFamily("fieldgw_uplink_published", "data messages acknowledged by the broker")
-            sent.add_metric([], up["published"])
-            yield sent
-            lost = CounterMetricFamily("fieldgw_uplink_dropped", "data messages dropped before reaching the broker")
-            lost.add_metric([], up["dropped"])
-            yield lost
+        connected = GaugeMetricFamily("fieldgw_uplink_connected", "1 when the uplink's MQTT connection is up", labels=["uplink"])
+        active = GaugeMetricFamily("fieldgw_uplink_active", "1 for the uplink carrying the traffic", labels=["uplink"])
+        sent_bytes = CounterMetricFamily("fieldgw_uplink_sent_bytes", "bytes published per uplink", labels=["uplink"])
+        for up in gw.uplinks.uplink_stats():
+            connected.add_metric([up["name"]], 1.0 if up["connected"] else 0.0)
+            active.add_metric([up["name"]], 1.0 if up["active"] else 0.0)
+            sent_bytes.add_metric([up["name"]], up["bytes_sent"])
+        yield connected
+        yield active
+        yield sent_bytes
+        ob = gw.uplinks.outbox_stats()
+        backlog = GaugeMetricFamily("fieldgw_outbox_messages", "messages waiting for a PUBACK, per class", labels=["class"])
+        age = GaugeMetricFamily("fieldgw_outbox_oldest_age_seconds", "age of the oldest waiting message, per class", labels=["class"])
+        drops = CounterMetricFamily("fieldgw_outbox_dropped", "messages dropped (disk cap, memory while the disk is full)", labels=["class"])
+        for name, c in ob["backlog"].items():
+            backlog.add_metric([name], c["messages"])
+            age.add_metric([name], c["oldest_age_s"])
+            drops.add_metric([name], c["dropped"])
+        yield backlog
+        yield age
+        yield drops
+        size = GaugeMetricFamily("fieldgw_outbox_bytes", "bytes in the outbox (counted against its cap)")
+        size.add_metric([], ob["bytes"])
+        yield size
+        thinned = CounterMetricFamily("fieldgw_outbox_thinned", "positions not queued because of backlog thinning")
+        thinned.add_metric([], ob["thinned"])
+        yield thinned
+        sent = CounterMetricFamily("fieldgw_outbox_sent", "messages acknowledged by a broker")
+        sent.add_metric([], ob["sent"])
+        yield sent
+        rate = GaugeMetricFamily("fieldgw_outbox_send_rate", "messages acknowledged per second (10 s average)")
+        rate.add_metric([], ob["send_rate_per_s"])
+        yield rate
 
 
 def render_metrics(gw: Gateway) -> tuple[bytes, str]:

@@ -93,6 +93,21 @@ class OnlineChange:
 
 
 @dataclass(slots=True)
+class LinkHealth:
+    """A terminal's own view of a backhaul link (a satellite modem, a router).
+
+    The uplink manager maps the reporting device to an uplink (kit
+    `uplinks[].health_from`) and treats `up=False` as that uplink being down
+    even while its MQTT connection still looks alive.
+    """
+
+    device: str
+    ts: int
+    up: bool
+    detail: str = ""
+
+
+@dataclass(slots=True)
 class Ack:
     """One transition of a command's status, as published on `acks`."""
 
@@ -116,7 +131,7 @@ class DeviceStateChanged:
     urgent: bool = False
 
 
-BusMessage = Position | Telemetry | Event | StatusUpdate | OnlineChange | Ack | DeviceStateChanged
+BusMessage = Position | Telemetry | Event | StatusUpdate | OnlineChange | Ack | DeviceStateChanged | LinkHealth
 
 
 @dataclass(slots=True)

@@ -46,8 +46,9 @@ class Topics:
         return None
 
 
-def gateway_status(topics: Topics, state: str, ts: int, version: str) -> Outgoing:
-    return Outgoing(topics.status, _dump({"state": state, "ts": ts, "version": version}), 1, True)
+def gateway_status(topics: Topics, state: str, ts: int, version: str, extra: dict[str, Any] | None = None) -> Outgoing:
+    """`{"state", "ts", "version"}` (CONTRACT.md), plus uplink and backlog figures when online."""
+    return Outgoing(topics.status, _dump({"state": state, "ts": ts, "version": version, **(extra or {})}), 1, True)
 
 
 def device_state(topics: Topics, dev: Device) -> Outgoing:
@@ -73,3 +74,8 @@ def event(topics: Topics, e: Event) -> Outgoing:
 
 def ack(topics: Topics, a: Ack) -> Outgoing:
     return Outgoing(topics.device(a.device, "acks"), _dump({"id": a.command_id, "status": a.status, "detail": a.detail, "ts": a.ts}), 1, False, a.device)
+
+
+def with_replayed(payload: bytes) -> bytes:
+    """The same JSON object with `"replayed": true` (payloads are always objects built by this module)."""
+    return payload[:-1] + b',"replayed":true}'

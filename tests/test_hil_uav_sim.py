@@ -353,8 +353,11 @@ def test_udp_out_and_tcp_listen_transports(tmp_path: Path) -> None:
             assert data, "tcp closed"
             seen |= {m.get_type() for m in parser.parse_buffer(data) or [] if m.get_srcSystem() == 7}
         assert {"HEARTBEAT", "GLOBAL_POSITION_INT"} <= seen
-        tcp.sendall(os.urandom(100) + M.MAVLink_command_long_message(
-            7, 1, M.MAV_CMD_DO_SET_MODE, 0, 1, 2, 0, 0, 0, 0, 0).pack(gcs.tx))
+        # junk, then a command, then a GCS's usual heartbeats (enough bytes to close any false frame start)
+        junk = os.urandom(100) + b"\xfd\x30\x00\x00" + os.urandom(20)
+        heartbeats = b"".join(M.MAVLink_heartbeat_message(6, 8, 0, 0, 0, 3).pack(gcs.tx) for _ in range(15))
+        tcp.sendall(junk + M.MAVLink_command_long_message(
+            7, 1, M.MAV_CMD_DO_SET_MODE, 0, 1, 2, 0, 0, 0, 0, 0).pack(gcs.tx) + heartbeats)
         assert gcs.ack(7, M.MAV_CMD_DO_SET_MODE).result == M.MAV_RESULT_ACCEPTED  # acks go to every link
         assert gcs.wait(of(7, "HEARTBEAT"), 2.0, "heartbeat").custom_mode == 2
     finally:

@@ -146,15 +146,13 @@ class Autopilot:
         return RESULT_ACCEPTED
 
     def takeoff(self, alt: float) -> int:
-        if self.mode != Mode.GUIDED or not self.armed:
+        if self.mode != Mode.GUIDED or not self.armed or not 0.0 < alt <= MAX_ALT:
             return RESULT_FAILED
         if self.flying:
             if self.phase == "takeoff" or (self.phase == "hold" and abs(self.kin.alt - alt) < 1.0):
                 if self.phase == "takeoff":
                     self.target = (self.target[0], self.target[1], alt)
                 return RESULT_ACCEPTED  # retransmission of the takeoff in progress
-            return RESULT_FAILED
-        if not 0.0 < alt <= MAX_ALT:
             return RESULT_FAILED
         self._start_takeoff(alt)
         return RESULT_ACCEPTED

@@ -20,7 +20,12 @@ OnMessage = Callable[[mavlink2.MAVLink_message], None]
 
 
 class Decoder:
-    """Frame decoder that never raises; drops bad frames and unknown messages."""
+    """Frame decoder that never raises and resynchronises after junk.
+
+    pymavlink's robust parser drops a whole bogus "frame" when a junk byte looks
+    like a start marker; here the bytes after that marker are parsed again, so a
+    real frame hidden behind junk is still found. Unknown message ids are dropped.
+    """
 
     def __init__(self) -> None:
         self._mav = mavlink2.MAVLink(None)
@@ -32,13 +37,25 @@ class Decoder:
         self._mav.expected_length = mavlink2.HEADER_LEN_V1 + 2
 
     def feed(self, data: bytes) -> list[mavlink2.MAVLink_message]:
-        try:
-            msgs = self._mav.parse_buffer(data) or []
-        except Exception as exc:  # pymavlink can still raise on pathological input
-            log.debug("decoder reset after %r", exc)
-            self.reset()
-            return []
-        return [m for m in msgs if m.get_msgId() >= 0]  # BAD_DATA and UNKNOWN have negative ids
+        out: list[mavlink2.MAVLink_message] = []
+        pending = data
+        while True:
+            try:
+                msg = self._mav.parse_char(pending)
+            except Exception as exc:  # pymavlink can still raise on pathological input
+                log.debug("decoder reset after %r", exc)
+                self.reset()
+                return out
+            pending = b""
+            if msg is None:
+                return out
+            if msg.get_msgId() >= 0:
+                out.append(msg)
+            elif not (isinstance(msg, mavlink2.MAVLink_bad_data) and msg.reason == "Bad prefix"):
+                # a false start marker (bad CRC/length, or an id we don't know, which pymavlink
+                # returns without a CRC check): rescan from the byte after it
+                pending = bytes(msg.get_msgbuf()[1:]) + bytes(self._mav.buf[self._mav.buf_index:])
+                self.reset()
 
 
 class Link(Protocol):

@@ -1,0 +1,312 @@
+"""The uplink manager: bus → outbox → the best healthy uplink, within its budget.
+
+- Data from the bus is encoded once (wire.py) and put in the durable outbox
+  in its priority class. Retained device states never enter the outbox:
+  only the newest state per device is kept and published on change.
+- Uplinks are tried in `priority` order (lower first). An uplink is healthy
+  when its MQTT connection is up and no terminal mapped to it
+  (`health_from`) reports its link down. Traffic moves to the best healthy
+  uplink within a second of a change and moves back when a better one
+  returns; what was in flight on the old one is sent again (consumers
+  de-duplicate by `id`).
+- Each uplink with `budget_kbps` sends through a token bucket.
+- A publish the broker refuses is parked and retried with backoff, reported
+  once per topic and interval; it never blocks the rest of the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import wire
+from gateway.bus import Bus
+from gateway.model import Ack, DeviceStateChanged, Event, LinkHealth, Position, Telemetry, now_ms
+from gateway.mqtt_link import LinkDown, MqttLink, PublishRejected
+from gateway.outbox import POSITIONS, TELEMETRY, URGENT, Item, Outbox
+from gateway.registry import DeviceRegistry
+from gateway.token_bucket import TokenBucket
+
+log = logging.getLogger(__name__)
+
+WINDOW = 64  # publishes in flight on the active uplink
+STATUS_EVERY_S = 30.0
+WILL_REASSERT_S = 25.0  # after a failover the old link's will may still fire: say `online` again after it
+PARK_RETRY_S = 60.0
+
+
+@dataclass
+class Uplink:
+    link: MqttLink
+    priority: int = 0
+    bucket: TokenBucket | None = None
+    budget_kbps: float | None = None
+    health_from: frozenset[str] = frozenset()
+    reported_down: dict[str, str] = field(default_factory=dict)  # device → why
+
+    @property
+    def name(self) -> str:
+        return self.link.name
+
+    def healthy(self) -> bool:
+        return self.link.connected.is_set() and not self.reported_down
+
+
+class UplinkManager:
+    def __init__(self, uplinks: list[Uplink], outbox: Outbox, bus: Bus, registry: DeviceRegistry,
+                 topics: wire.Topics, version: str) -> None:
+        self.uplinks = sorted(uplinks, key=lambda u: u.priority)
+        self.outbox = outbox
+        self.bus = bus
+        self.registry = registry
+        self.topics = topics
+        self.version = version
+        self.active: Uplink | None = None
+        self.failovers = 0
+        self._changed = asyncio.Event()
+        self._states_now = asyncio.Event()
+        self._dirty: set[str] = set()
+        self._parked: list[tuple[float, Item]] = []
+        self._rejections_reported: dict[str, float] = {}
+        self._rate = _Rate()
+        self._sub = bus.subscribe("uplink", (Position, Telemetry, Event, Ack, DeviceStateChanged, LinkHealth), maxsize=50_000)
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def changed(self) -> None:
+        self._changed.set()
+
+    # --- bus → outbox ---------------------------------------------------------
+    def _take(self, msg: object) -> None:
+        ob = self.outbox
+        if isinstance(msg, Position):
+            if ob.admit_position(msg.device, msg.ts):
+                out = wire.position(self.topics, msg, ob.next_position_seq(msg.device))
+                ob.put(out.topic, out.payload, POSITIONS, msg.device)
+        elif isinstance(msg, Telemetry):
+            out = wire.telemetry(self.topics, msg)
+            ob.put(out.topic, out.payload, TELEMETRY, msg.device)
+        elif isinstance(msg, Event):
+            out = wire.event(self.topics, msg)
+            ob.put(out.topic, out.payload, URGENT if msg.severity == "critical" else TELEMETRY, msg.device)
+        elif isinstance(msg, Ack):
+            out = wire.ack(self.topics, msg)
+            ob.put(out.topic, out.payload, URGENT, msg.device)
+        elif isinstance(msg, DeviceStateChanged):
+            self._dirty.add(msg.device)
+            if msg.urgent:
+                self._states_now.set()
+        elif isinstance(msg, LinkHealth):
+            self._link_health(msg)
+
+    def _link_health(self, msg: LinkHealth) -> None:
+        for up in self.uplinks:
+            if msg.device in up.health_from:
+                before = up.healthy()
+                if msg.up:
+                    up.reported_down.pop(msg.device, None)
+                else:
+                    up.reported_down[msg.device] = msg.detail or "reported down"
+                if up.healthy() != before:
+                    log.info("uplink %s %s per %s (%s)", up.name, "healthy" if up.healthy() else "down", msg.device, msg.detail)
+                    self._changed.set()
+
+    async def _pump(self) -> None:
+        while True:
+            self._take(await self._sub.get())
+
+    # --- running ----------------------------------------------------------------
+    async def run(self) -> None:
+        self._tasks = [asyncio.create_task(self._pump(), name="uplink-pump")]
+        self._tasks += [asyncio.create_task(u.link.run(), name=f"uplink:{u.name}") for u in self.uplinks]
+        try:
+            await self._select_loop()
+        finally:
+            for t in self._tasks:
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def best(self) -> Uplink | None:
+        return next((u for u in self.uplinks if u.healthy()), None)
+
+    async def _select_loop(self) -> None:
+        while True:
+            self._changed.clear()
+            up = self.best()
+            self.outbox.online = up is not None
+            if up is None:
+                if self.active is not None:
+                    log.warning("no healthy uplink: data waits in the outbox")
+                self.active = None
+                await self._changed.wait()
+                continue
+            if self.active is not None and self.active is not up:
+                self.failovers += 1
+                log.warning("uplink %s → %s", self.active.name, up.name)
+            self.active = up
+            await self._serve(up)
+
+    async def _serve(self, up: Uplink) -> None:
+        """Send over `up` until it is no longer the best choice."""
+        self._dirty.update(self.registry.devices)
+        tasks = [asyncio.create_task(self._send_loop(up), name=f"send:{up.name}"),
+                 asyncio.create_task(self._status_loop(up), name=f"status:{up.name}")]
+        watcher = asyncio.create_task(self._until_not_best(up))
+        try:
+            done, _ = await asyncio.wait(tasks + [watcher], return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not watcher and not t.cancelled() and t.exception() and not isinstance(t.exception(), LinkDown):
+                    log.error("uplink %s sender failed: %r", up.name, t.exception())
+        finally:
+            for t in tasks + [watcher]:
+                t.cancel()
+            await asyncio.gather(*tasks, watcher, return_exceptions=True)
+            self.outbox.rewind()
+
+    async def _until_not_best(self, up: Uplink) -> None:
+        while self.best() is up:
+            await self._changed.wait()
+            self._changed.clear()
+        self._changed.set()  # let the select loop look again
+
+    async def _status_loop(self, up: Uplink) -> None:
+        await self._publish_status(up)
+        started = time.monotonic()
+        reasserted = False
+        while True:
+            try:
+                await asyncio.wait_for(self._states_now.wait(), 1.0)
+            except TimeoutError:
+                pass
+            self._states_now.clear()
+            await self._flush_states(up)
+            elapsed = time.monotonic() - started
+            if not reasserted and elapsed > WILL_REASSERT_S and self.failovers:
+                reasserted = True
+                await self._publish_status(up)
+            elif elapsed > STATUS_EVERY_S:
+                started = time.monotonic()
+                reasserted = True
+                await self._publish_status(up)
+            self._unpark()
+
+    async def _publish_status(self, up: Uplink) -> None:
+        out = wire.gateway_status(self.topics, "online", now_ms(), self.version, self.summary())
+        await up.link.publish(out.topic, out.payload, 1, True)
+
+    async def _flush_states(self, up: Uplink) -> None:
+        while self._dirty:
+            dev = self.registry.get(self._dirty.pop())
+            if dev is not None:
+                out = wire.device_state(self.topics, dev)
+                if up.bucket is not None:
+                    await up.bucket.take(len(out.payload) + len(out.topic))
+                await up.link.publish(out.topic, out.payload, 1, True)
+
+    async def _send_loop(self, up: Uplink) -> None:
+        window = asyncio.Semaphore(WINDOW)
+        failure: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        inflight: set[asyncio.Task[None]] = set()
+
+        async def one(item: Item) -> None:
+            payload = wire.with_replayed(item.row.payload) if item.replayed else item.row.payload
+            try:
+                await up.link.publish(item.row.topic, payload, item.row.qos, False)
+                self.outbox.acked(item)
+                self._rate.add()
+            except PublishRejected as exc:
+                self._park(item, str(exc))
+            except LinkDown as exc:
+                if not failure.done():
+                    failure.set_exception(exc)
+            finally:
+                window.release()
+
+        try:
+            while not failure.done():
+                await window.acquire()
+                item = await self.outbox.take()
+                if up.bucket is not None:
+                    await up.bucket.take(item.row.size)
+                task = asyncio.create_task(one(item))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+            failure.result()
+        finally:
+            for t in inflight:
+                t.cancel()
+
+    async def close(self) -> None:
+        """Say goodbye on the active uplink: the devices' last states, then `offline` (no will fires)."""
+        while not self._sub.queue.empty():  # what the bus still holds: devices just marked offline
+            self._take(self._sub.get_nowait())
+        up = self.active
+        if up is None or not up.link.connected.is_set():
+            return
+        out = wire.gateway_status(self.topics, "offline", now_ms(), self.version)
+        try:
+            await asyncio.wait_for(self._flush_states(up), 1.5)
+            await asyncio.wait_for(up.link.publish(out.topic, out.payload, 1, True), 1.5)
+        except (LinkDown, PublishRejected, TimeoutError):
+            log.warning("could not say goodbye to the broker; its will marks the gateway offline")
+
+    # --- refused publishes --------------------------------------------------------
+    def _park(self, item: Item, reason: str) -> None:
+        self.outbox.park(item)
+        self._parked.append((time.monotonic() + PARK_RETRY_S, item))
+        last = self._rejections_reported.get(item.row.topic, 0.0)
+        if time.monotonic() - last > PARK_RETRY_S:
+            self._rejections_reported[item.row.topic] = time.monotonic()
+            log.error("%s (kept; retried every %.0f s)", reason, PARK_RETRY_S)
+            if item.row.device:
+                self.bus.publish(Event(item.row.device, now_ms(), "uplink_rejected", "warning",
+                                       f"{reason}; the message is kept and retried", {"topic": item.row.topic}))
+
+    def _unpark(self) -> None:
+        now = time.monotonic()
+        due = [item for when, item in self._parked if when <= now]
+        if due:
+            self._parked = [(w, i) for w, i in self._parked if w > now]
+            self.outbox.unpark(due)
+
+    # --- visibility -----------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        stats = self.outbox.stats()
+        return {"uplink": self.active.name if self.active else None, "backlog": stats["messages"],
+                "oldest_age_s": max(c["oldest_age_s"] for c in stats["backlog"].values())}
+
+    def uplink_stats(self) -> list[dict[str, Any]]:
+        summary = self.summary()
+        out = []
+        for up in self.uplinks:
+            s = up.link.stats()
+            s.update({"active": up is self.active, "healthy": up.healthy(), "priority": up.priority,
+                      "budget_kbps": up.budget_kbps, "reported_down": dict(up.reported_down),
+                      "backlog": summary["backlog"], "oldest_age_s": summary["oldest_age_s"]})
+            out.append(s)
+        return out
+
+    def outbox_stats(self) -> dict[str, Any]:
+        return self.outbox.stats() | {"send_rate_per_s": round(self._rate.per_second(), 1),
+                                      "parked": len(self._parked), "failovers": self.failovers}
+
+
+class _Rate:
+    """Messages per second over the last ten seconds."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, int] = {}
+
+    def add(self) -> None:
+        sec = int(time.monotonic())
+        self._buckets[sec] = self._buckets.get(sec, 0) + 1
+        if len(self._buckets) > 20:
+            for old in sorted(self._buckets)[:-12]:
+                del self._buckets[old]
+
+    def per_second(self) -> float:
+        now = int(time.monotonic())
+        return sum(v for k, v in self._buckets.items() if now - 10 <= k < now) / 10.0
+
