@@ -161,3 +161,24 @@ def test_demo_kit_is_valid() -> None:
     proc = subprocess.run([sys.executable, "-m", "gateway.cli", "kit", "check", str(ROOT / "field_kits" / "demo.yaml")],
                           cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_kit_uplinks_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "k.yaml"
+    path.write_text(
+        "kit: k\n"
+        "uplinks:\n"
+        "  - name: lte\n"
+        "    broker: mqtt://127.0.0.1:1883\n"
+        "    health_from: [modem-9]\n"
+        "  - name: lte\n"
+        "    budget_kbps: -5\n"
+        "outbox: {cap_mb: 0}\n"
+        "devices: []\n")
+    with pytest.raises(KitError) as info:
+        load_kit(path)
+    text = "\n".join(info.value.problems)
+    assert f"{path}:5: uplinks.0.health_from.0: no device 'modem-9'" in text
+    assert f"{path}:6: uplinks.1.name: duplicate uplink 'lte'" in text
+    assert f"{path}:7: uplinks.1.budget_kbps" in text
+    assert f"{path}:8: outbox.cap_mb" in text
