@@ -63,6 +63,10 @@ async def _open_links(opts: SimOptions, router: Router) -> dict[str, list[list[o
 
 async def run(opts: SimOptions) -> int:
     loop = asyncio.get_running_loop()
+    # Signal handlers first: whoever reads the printed ports may stop us at once.
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     router = Router()
     try:
         bound = await _open_links(opts, router)
@@ -81,9 +85,6 @@ async def run(opts: SimOptions) -> int:
         sys.stdout.write(json.dumps(report) + "\n")
         sys.stdout.flush()
 
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     router.vehicles = [Vehicle(cfg, router.send) for cfg in opts.vehicles]
     for v in router.vehicles:
         v.start()
