@@ -100,12 +100,15 @@ class Gateway:
                         self.inbound.handle, lambda: self.uplinks.changed(), protocol="3.1.1" if embedded else "auto")
 
     def _outbox_dropped(self, device: str, cls: int, count: int, reason: str) -> None:
-        """Every drop is counted (outbox stats, metrics); an event says so, at most once a minute per device."""
+        """Every drop is counted (outbox stats, metrics); an event says so, at most once a minute per device.
+
+        Critical, so it travels in the class that is never dropped: the centre must learn what it lost.
+        """
         now = asyncio.get_running_loop().time()
         if now - self._drops_reported.get(device, -1e9) < 60:
             return
         self._drops_reported[device] = now
-        self.bus.publish(Event(device, now_ms(), "outbox_drop", "warning",
+        self.bus.publish(Event(device, now_ms(), "outbox_drop", "critical",
                                f"{count} {CLASS_NAMES[cls]} message(s) of {device} dropped: {reason}",
                                {"class": CLASS_NAMES[cls], "count": count}))
 
