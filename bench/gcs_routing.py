@@ -184,7 +184,10 @@ class Vehicle:
                 return
 
     def send(self, rate: float, duration: float, record: dict[bytes, float] | None = None) -> tuple[int, float]:
-        """Send at `rate` frames/s for `duration` s (paced every ~0.5 ms). Returns (sent, seconds)."""
+        """Send at `rate` frames/s for `duration` s. Returns (sent, seconds).
+
+        Paced in ticks: what is due is sent, then the sender sleeps (at most 0.5 ms, or until the next
+        frame is due), so it never spins: on 2 vCPU a spinning sender would steal the router's CPU."""
         frames, n_frames, sendto, addr = self.frames, len(self.frames), self.sock.sendto, self.addr
         sent = 0
         t0 = time.perf_counter()
@@ -194,6 +197,9 @@ class Vehicle:
             if elapsed >= duration:
                 break
             due = int(elapsed * rate) + 1 - sent
+            if due <= 0:
+                time.sleep(min(0.0005, max(0.0001, sent / rate - elapsed)))
+                continue
             for _ in range(due):
                 f = frames[self.i]
                 self.i = (self.i + 1) % n_frames
@@ -205,10 +211,6 @@ class Vehicle:
                 if record is not None:
                     record[f] = time.time()
                 sent += 1
-            if due <= 0:
-                wait = (sent / rate) - elapsed
-                if wait > 0.0005:
-                    time.sleep(min(wait, 0.0005) if rate > 2000 else wait)
         return sent, time.perf_counter() - t0
 
     def blast(self, duration: float) -> tuple[int, float]:
