@@ -62,6 +62,7 @@ class BrokerTarget:
 
 
 OnCommand = Callable[[str, bytes], None]  # topic, payload
+Done = Callable[[BaseException | None], None]  # None: PUBACK; PublishRejected or LinkDown otherwise
 
 
 class MqttLink:
@@ -86,7 +87,7 @@ class MqttLink:
         self._protocol = aiomqtt.ProtocolVersion.V311 if protocol == "3.1.1" else aiomqtt.ProtocolVersion.V5
         self._ever_connected = False
         self._client: aiomqtt.Client | None = None
-        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._waiting: dict[int, Done] = {}
 
     def _make_client(self) -> aiomqtt.Client:
         t = self.target
@@ -137,10 +138,10 @@ class MqttLink:
                     self.on_command(str(message.topic), payload)
         finally:
             self._client = None
-            for fut in self._waiting.values():
-                if not fut.done():
-                    fut.set_exception(LinkDown("connection lost while waiting for PUBACK"))
-            self._waiting.clear()
+            waiting, self._waiting = self._waiting, {}
+            lost = LinkDown("connection lost while waiting for PUBACK")
+            for done in waiting.values():
+                done(lost)
             if self.connected.is_set():
                 self.connected.clear()
                 self.on_change()
@@ -151,15 +152,24 @@ class MqttLink:
         original = inner.on_publish
 
         def on_publish(c: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
-            fut = self._waiting.pop(mid, None)
-            if fut is not None and not fut.done():
-                fut.set_result(reason_code)
+            done = self._waiting.pop(mid, None)
+            if done is not None:
+                if getattr(reason_code, "is_failure", False):
+                    self.rejected += 1
+                    done(PublishRejected(f"broker refused the publish: {reason_code}"))
+                else:
+                    done(None)
             if original is not None:
                 original(c, userdata, mid, reason_code, properties)
 
         inner.on_publish = on_publish
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, timeout: float = 30.0) -> None:
+    def publish_nowait(self, topic: str, payload: bytes, qos: int, retain: bool, done: Done) -> None:
+        """Send now; `done` is called once with the outcome (the hot path: no task, no timer per message).
+
+        A PUBACK that never comes is covered by the MQTT keepalive: the connection is declared lost
+        and every waiting message gets LinkDown.
+        """
         client = self._client
         if client is None:
             raise LinkDown(f"uplink {self.name} is not connected")
@@ -168,18 +178,20 @@ class MqttLink:
             raise LinkDown(f"publish refused locally: {paho.error_string(info.rc)}")
         self.bytes_sent += len(payload) + len(topic) + 8
         if qos == 0:
-            return
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting[info.mid] = fut
-        try:
-            reason = await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            raise LinkDown(f"no PUBACK within {timeout:g} s") from None
-        finally:
-            self._waiting.pop(info.mid, None)
-        if getattr(reason, "is_failure", False):
-            self.rejected += 1
-            raise PublishRejected(f"broker refused {topic}: {reason}")
+            done(None)
+        else:
+            self._waiting[info.mid] = done
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Send and wait for the outcome (raises PublishRejected or LinkDown)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def done(exc: BaseException | None) -> None:
+            if not fut.done():
+                fut.set_exception(exc) if exc else fut.set_result(None)
+
+        self.publish_nowait(topic, payload, qos, retain, done)
+        await fut
 
     def stats(self) -> dict[str, Any]:
         return {"name": self.name, "broker": self.target.describe(), "connected": self.connected.is_set(),

@@ -2,8 +2,8 @@
 
 - `put()` is synchronous and cheap; a writer task commits what arrived in
   one transaction (group commit, fsync'd) as soon as the previous commit
-  finished, so under load many messages share a commit and an idle gateway
-  adds well under a millisecond. A message becomes sendable only once it is
+  finished (waiting 2 ms more when messages stream in), so under load many
+  messages share a commit and an idle gateway adds well under a millisecond. A message becomes sendable only once it is
   on disk, and leaves the disk only after the broker's PUBACK (`acked()`).
 - Classes drain in order: 0 command acks and critical events, 1 positions,
   2 other telemetry and events, 3 bulk; inside a class, enqueue order, which
@@ -43,6 +43,8 @@ MEM_PER_CLASS = 20_000
 PAGE = 2_000
 MEM_UNWRITTEN_LIMIT = 100_000  # messages held in memory while the disk refuses writes
 DEFAULT_CAP_BYTES = 512 * 1024 * 1024
+BUSY_WITHIN_S = 0.005  # a commit this soon after the last one means messages are streaming in …
+GATHER_S = 0.002  # … so wait this long to batch them (bounded added latency, far fewer fsyncs)
 
 DropReport = Callable[[str, int, int, str], None]  # device, class, count, reason
 
@@ -140,6 +142,8 @@ class Outbox:
     async def _write_loop(self) -> None:
         assert self._store is not None
         backoff = Backoff(initial=0.5, maximum=30.0, reset_after=0.0)
+        loop = asyncio.get_running_loop()
+        last_commit = 0.0
         while True:
             try:
                 await asyncio.wait_for(self._wake_writer.wait(), 0.05)  # acks are deleted at least every 50 ms
@@ -147,6 +151,8 @@ class Outbox:
                 if not self._acked and not self._unwritten:
                     continue
             self._wake_writer.clear()
+            if loop.time() - last_commit < BUSY_WITHIN_S:
+                await asyncio.sleep(GATHER_S)  # under load: let a few more messages share this commit
             batch, self._pending = self._pending, []
             retry = [i for i in self._unwritten.values()]
             deletes, self._acked = self._acked, []
@@ -157,6 +163,7 @@ class Outbox:
                 self._disk_refused(batch, deletes, seqs, str(exc))
                 await asyncio.sleep(backoff.next_delay())
                 continue
+            last_commit = loop.time()
             if self.disk_full:
                 log.warning("outbox: the disk takes writes again (%d messages written from memory)", len(retry))
                 self.disk_full = None

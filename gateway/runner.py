@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,10 @@ async def run_gateway(loaded: LoadedKit, opts: GatewayOptions,
         log.error("cannot start: %s", exc)
         await gw.stop()
         return 1
+    # Everything built at start-up lives for the whole run: keep it out of the collector's way,
+    # whose full passes over it paused the loop for 20-60 ms at high message rates.
+    gc.collect()
+    gc.freeze()
     log.info("fieldgw %s running kit %s: HTTP http://%s:%d, MQTT %s", gw.version, loaded.kit.kit,
              opts.http_host, gw.http_port, gw.broker_url)
     try:

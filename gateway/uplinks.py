@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ WINDOW = 64  # publishes in flight on the active uplink
 STATUS_EVERY_S = 30.0
 WILL_REASSERT_S = 25.0  # after a failover the old link's will may still fire: say `online` again after it
 PARK_RETRY_S = 60.0
+STARTUP_GRACE_S = 3.0
 
 
 @dataclass
@@ -132,6 +134,12 @@ class UplinkManager:
         return next((u for u in self.uplinks if u.healthy()), None)
 
     async def _select_loop(self) -> None:
+        # At start, give the preferred uplink a moment to connect before spending a standby's budget.
+        deadline = asyncio.get_running_loop().time() + STARTUP_GRACE_S
+        while self.uplinks and not self.uplinks[0].healthy() and asyncio.get_running_loop().time() < deadline:
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), deadline - asyncio.get_running_loop().time())
         while True:
             self._changed.clear()
             up = self.best()
@@ -206,37 +214,32 @@ class UplinkManager:
                 await up.link.publish(out.topic, out.payload, 1, True)
 
     async def _send_loop(self, up: Uplink) -> None:
-        window = asyncio.Semaphore(WINDOW)
-        failure: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        inflight: set[asyncio.Task[None]] = set()
+        """Keep up to WINDOW publishes in flight; outcomes arrive as callbacks, not tasks."""
+        room = asyncio.Semaphore(WINDOW)
+        failure: list[BaseException] = []
+        outbox = self.outbox
 
-        async def one(item: Item) -> None:
-            payload = wire.with_replayed(item.row.payload) if item.replayed else item.row.payload
-            try:
-                await up.link.publish(item.row.topic, payload, item.row.qos, False)
-                self.outbox.acked(item)
+        def finished(item: Item, exc: BaseException | None) -> None:
+            room.release()
+            if exc is None:
+                outbox.acked(item)
                 self._rate.add()
-            except PublishRejected as exc:
+            elif isinstance(exc, PublishRejected):
                 self._park(item, str(exc))
-            except LinkDown as exc:
-                if not failure.done():
-                    failure.set_exception(exc)
-            finally:
-                window.release()
+            elif not failure:
+                failure.append(exc)
 
-        try:
-            while not failure.done():
-                await window.acquire()
-                item = await self.outbox.take()
-                if up.bucket is not None:
-                    await up.bucket.take(item.row.size)
-                task = asyncio.create_task(one(item))
-                inflight.add(task)
-                task.add_done_callback(inflight.discard)
-            failure.result()
-        finally:
-            for t in inflight:
-                t.cancel()
+        while not failure:
+            await room.acquire()
+            item = await outbox.take()
+            if failure:
+                break
+            if up.bucket is not None:
+                await up.bucket.take(item.row.size)
+            payload = wire.with_replayed(item.row.payload) if item.replayed else item.row.payload
+            up.link.publish_nowait(item.row.topic, payload, item.row.qos, False,
+                                   lambda exc, it=item: finished(it, exc))
+        raise failure[0]
 
     async def close(self) -> None:
         """Say goodbye on the active uplink: the devices' last states, then `offline` (no will fires)."""

@@ -194,7 +194,7 @@ class MavlinkDriver(Driver):
             elif type(msg) is m2.MAVLink_command_ack_message:
                 vl.acks.deliver(msg, self.gw_system)
         if forward and gcs is not None and gcs.stations:
-            gcs.forward(b"".join(forward))
+            gcs.forward(b"".join(forward), len(forward))
 
     def _from_ground_station(self, data: bytes, target: int | None) -> None:
         if self._transport is not None:
@@ -231,9 +231,10 @@ class MavlinkDriver(Driver):
                 self._publish_link_status()
 
     def _publish_link_status(self) -> None:
-        link = {"frames": self.counts.as_dict()}
+        link: dict[str, Any] = {"frames": self.counts.as_dict()}
         if self._transport is not None:
-            link["dropped_datagrams"] = self._transport.dropped  # type: ignore[assignment]
+            link["dropped_datagrams"] = self._transport.dropped
+            link["kernel_drops"] = self._transport.kernel_drops()
         for vl in self.by_system.values():
             self.ctx.publish(StatusUpdate(vl.vehicle.device_id, now_ms(), {"link": link}))
 
@@ -288,6 +289,8 @@ class MavlinkDriver(Driver):
         if self._transport is not None:
             out["bytes_in"] = self._transport.bytes_in
             out["bytes_out"] = self._transport.bytes_out
+            out["frames"] = out["frames"] | {"dropped_queue": self._transport.dropped,
+                                             "dropped_kernel": self._transport.kernel_drops() or 0}
         if self._gcs is not None:
             out["ground_stations"] = self._gcs.stats()
         return out

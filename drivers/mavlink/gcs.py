@@ -32,10 +32,10 @@ class GroundStation:
         self.forwarded_out = 0
         self._transport: Transport | None = None
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, frames: int = 1) -> None:
         if self._transport is not None:
             self._transport.send(data)
-            self.forwarded_out += 1
+            self.forwarded_out += frames
 
     async def run(self) -> None:
         backoff = Backoff(initial=1.0, maximum=30.0)
@@ -71,9 +71,9 @@ class GroundStationRouter:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(s.run(), name=f"gcs:{s.url}") for s in self.stations]
 
-    def forward(self, data: bytes) -> None:
+    def forward(self, data: bytes, frames: int = 1) -> None:
         for s in self.stations:
-            s.send(data)
+            s.send(data, frames)
 
     async def stop(self) -> None:
         for t in self._tasks:
