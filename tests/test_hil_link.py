@@ -19,12 +19,12 @@ import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Self
 
 import pytest
 
-from hil.link import QUEUE_LIMIT, READ_CHUNK, LinkEmulator, Profile, ProfileError
+from hil.link import PROFILES, QUEUE_LIMIT, READ_CHUNK, LinkEmulator, Profile, ProfileError, load_scenario, netem
 from hil.link import main as link_main
-from hil.link import netem
 from hil.link.profile import from_text, from_value
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,9 +48,11 @@ class Target:
         self.gate = asyncio.Event()  # a sink reads only once this is set
         self.gate.set()
         self._n = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task] = set()
         self._server: asyncio.base_events.Server | None = None
 
-    async def __aenter__(self) -> Target:
+    async def __aenter__(self) -> Self:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if self.rcvbuf:
@@ -62,6 +64,11 @@ class Target:
     async def __aexit__(self, *_exc: object) -> None:
         assert self._server is not None
         self._server.close()
+        self.gate.set()
+        for writer in self._writers:  # handlers see EOF and end by themselves
+            writer.transport.abort()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=2.0)
 
     @property
     def port(self) -> int:
@@ -69,16 +76,19 @@ class Target:
         return self._server.sockets[0].getsockname()[1]
 
     async def wait_eof(self, conn: int, timeout: float) -> bytes:
-        while conn not in self.eof:
-            await asyncio.sleep(0.01)
-        await asyncio.wait_for(self.eof[conn].wait(), timeout)
+        """The bytes connection ``conn`` (0 = the first accepted) sent, once it sent FIN."""
+        await asyncio.wait_for(self.eof.setdefault(conn, asyncio.Event()).wait(), timeout)
         return bytes(self.data[conn])
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = self._n
         self._n += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._writers.add(writer)
         self.data[conn] = bytearray()
-        self.eof[conn] = asyncio.Event()
+        self.eof.setdefault(conn, asyncio.Event())
         self.active += 1
         try:
             if self.mode == "source":
@@ -97,6 +107,8 @@ class Target:
             pass
         finally:
             self.active -= 1
+            self._writers.discard(writer)
+            self._handlers.discard(task)
             writer.close()
 
 
@@ -119,7 +131,7 @@ async def is_closed(reader: asyncio.StreamReader, timeout: float) -> bool:
         data = await asyncio.wait_for(reader.read(1024), timeout)
     except (ConnectionError, OSError):
         return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     return data == b""
 
@@ -248,7 +260,7 @@ async def test_bandwidth_is_shared_by_connections_in_a_direction() -> None:
         print(f"\n2 x {size} B down through 256 kbit/s: {max(ends) - t0:.2f} s, steady {rate_kbps:.1f} kbit/s, "
               f"connection 0's share while both ran {share0:.0%}")
         assert 256 * 0.85 <= rate_kbps <= 256 * 1.15
-        assert 0.4 <= share0 <= 0.6, "one connection starved the other"
+        assert 0.35 <= share0 <= 0.65, "one connection starved the other"
         assert emu.stats()["bytes"]["down"] == 2 * size
 
 
@@ -282,7 +294,8 @@ async def test_jitter_spreads_delays_but_never_reorders() -> None:
         w.write_eof()
         got = await sink.wait_eof(0, 5.0)
         assert got == b"".join(struct.pack(">I", i) for i in range(count)), "bytes reordered or lost"
-        arrived_at, total = [], 0
+        arrived_at: list[float] = []
+        total = 0
         for t, _c, n in sink.arrivals:  # the arrival of each 4-byte message
             total += n
             arrived_at += [t] * (total // 4 - len(arrived_at))
@@ -404,7 +417,7 @@ def test_bad_scenario_exit_code_of_the_process(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("steps:\n  - {at: 1, outage: soon}\n")
     proc = subprocess.run([sys.executable, "-m", "hil.link", "--listen", f"{LOCAL}:0", "--target", f"{LOCAL}:1",
-                           "--scenario", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=20)
+                           "--scenario", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=20, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"{path}: steps[0].outage: must be a number of seconds > 0, got 'soon'"
     assert proc.stdout == ""
@@ -418,6 +431,46 @@ def test_profile_syntax() -> None:
     for bad in ("satcom speed=1", "latency_ms=-1", "bogus", "latency_ms"):
         with pytest.raises(ProfileError):
             from_text(bad)
+
+
+def test_shipped_scenarios_are_valid() -> None:
+    files = sorted((ROOT / "hil" / "link" / "scenarios").glob("*.yaml"))
+    assert files
+    for path in files:
+        scenario = load_scenario(path)
+        assert scenario.steps and scenario.profile is not None
+
+
+# ---------------------------------------------------------------- a real broker behind the link
+
+MQTT_CONNECT = bytes.fromhex("100d00044d5154540402003c000174")  # MQTT 3.1.1, clean session, client id "t"
+MQTT_CONNACK = bytes.fromhex("20020000")
+MQTT_PINGREQ, MQTT_PINGRESP = bytes.fromhex("c000"), bytes.fromhex("d000")
+
+
+async def test_mosquitto_through_the_satcom_profile(mosquitto: str) -> None:
+    broker_port = int(mosquitto.rsplit(":", 1)[1])
+    async with LinkEmulator(target=(LOCAL, broker_port), profile=PROFILES["satcom"], seed=3) as emu:
+        r, w = await connect(emu.port)
+        t0 = time.monotonic()
+        w.write(MQTT_CONNECT)
+        assert await asyncio.wait_for(r.readexactly(4), 5.0) == MQTT_CONNACK
+        connack_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        w.write(MQTT_PINGREQ)
+        assert await asyncio.wait_for(r.readexactly(2), 5.0) == MQTT_PINGRESP
+        ping_s = time.monotonic() - t0
+        print(f"\nMosquitto over satcom: CONNACK after {connack_s:.3f} s, PINGRESP after {ping_s:.3f} s")
+        for rtt in (connack_s, ping_s):
+            assert 2 * (0.600 - 0.050) <= rtt <= 2 * (0.600 + 0.050) + 0.150
+        await emu.outage(0.5)
+        assert await is_closed(r, 1.0)
+        w.close()
+        await asyncio.wait_for(emu.wait_up(), 2.0)
+        r, w = await connect(emu.port)
+        w.write(MQTT_CONNECT)
+        assert await asyncio.wait_for(r.readexactly(4), 5.0) == MQTT_CONNACK
+        w.close()
 
 
 # ---------------------------------------------------------------- control port and signals
@@ -477,7 +530,7 @@ async def test_queue_stays_bounded_when_the_target_reads_slowly() -> None:
         sent = 0
         stalled = False
 
-        async def watch() -> None:
+        async def watch() -> None:  # an outside view of the queue, besides the emulator's own peak
             nonlocal peak_seen
             while True:
                 peak_seen = max(peak_seen, emu.stats()["queued"]["up"])
@@ -488,7 +541,7 @@ async def test_queue_stays_bounded_when_the_target_reads_slowly() -> None:
             w.write(block)
             try:
                 await asyncio.wait_for(w.drain(), 0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 stalled = True
                 break
             sent += len(block)
@@ -560,8 +613,8 @@ def test_netns_link_rate_and_teardown() -> None:
         print(f"\nnetns {link.namespace} via {kind}: 200000 B at {kbps:.0f} kbit/s (1000 configured)")
         assert int(total) == 200_000
         assert 1000 * 0.8 <= kbps <= 1000 * 1.2
-    assert link.namespace not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert subprocess.run(["ip", "link", "show", link.host_if], capture_output=True).returncode != 0
+    assert link.namespace not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    assert subprocess.run(["ip", "link", "show", link.host_if], capture_output=True, check=False).returncode != 0
 
 
 def test_netns_link_netem_delay() -> None:
@@ -582,3 +635,16 @@ def test_netns_link_netem_delay() -> None:
         finally:
             proc.wait(10)
         assert 0.200 <= rtt < 0.300
+
+
+def test_netem_arguments_and_honest_refusal() -> None:
+    spec = netem.NetemSpec(delay_ms=300, jitter_ms=20, rate_kbit=64, loss_pct=1)
+    assert spec.netem_args() == ["netem", "delay", "300ms", "20ms", "rate", "64kbit", "loss", "1%"]
+    _need_netns()
+    if netem.netem_supported():
+        pytest.skip("this kernel has netem: the refusal path does not apply")
+    link = netem.NetnsLink(_index())
+    with pytest.raises(netem.NetemError, match="no sch_netem"):
+        netem.up(link, spec)
+    assert link.namespace not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                                check=False).stdout

@@ -12,5 +12,5 @@ from .scenario import Scenario, ScenarioError, Step
 from .scenario import load as load_scenario
 from .scenario import play as play_scenario
 
-__all__ = ["main", "LinkEmulator", "Profile", "ProfileError", "PROFILES", "QUEUE_LIMIT", "READ_CHUNK",
-           "Scenario", "ScenarioError", "Step", "load_scenario", "play_scenario"]
+__all__ = ["PROFILES", "QUEUE_LIMIT", "READ_CHUNK", "LinkEmulator", "Profile", "ProfileError", "Scenario",
+           "ScenarioError", "Step", "load_scenario", "main", "play_scenario"]

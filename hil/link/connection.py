@@ -7,7 +7,7 @@ import logging
 import random
 import socket
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 from .pipe import READ_CHUNK, WRITE_HIGH_WATER, Direction, Pipe
 
@@ -130,7 +130,7 @@ class Connection:
         try:
             await asyncio.wait_for(loop.create_connection(lambda: self.upstream, *self.target),
                                    CONNECT_TIMEOUT_S)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             log.info("upstream %s:%d: %s", *self.target, exc)
             self.upstream_failed = True
             self.abort()

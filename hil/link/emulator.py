@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from typing import Any
+from typing import Any, Self
 
 from .connection import Connection, Side
 from .pipe import QUEUE_LIMIT, READ_CHUNK, Direction
@@ -62,7 +62,7 @@ class LinkEmulator:
             self._server = None
         await asyncio.sleep(0)  # let the transports run their close callbacks
 
-    async def __aenter__(self) -> LinkEmulator:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -10,8 +10,9 @@ import asyncio
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .profile import Profile
 from .shaper import Clock, DelayLine, TokenBucket

@@ -8,8 +8,9 @@ that given fields override (``{base: satcom, latency_ms: 300}`` in YAML,
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 
 class ProfileError(ValueError):
@@ -86,7 +87,7 @@ def with_overrides(base: Profile, overrides: Mapping[str, Any]) -> Profile:
     unknown = sorted(set(overrides) - set(FIELDS))
     if unknown:
         raise ProfileError(f"unknown field(s) {', '.join(unknown)} (known: {', '.join(FIELDS)})")
-    values = {k: _number(k, v) for k, v in overrides.items()}
+    values: dict[str, Any] = {k: _number(k, v) for k, v in overrides.items()}
     return replace(base, **values)
 
 

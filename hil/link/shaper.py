@@ -5,7 +5,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 Clock = Callable[[], float]
 

@@ -1,0 +1,1 @@
+"""Example scenario files for ``python -m hil.link --scenario FILE`` (shipped as package data)."""
