@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 DEMO_KIT = PROJECT_ROOT / "field_kits" / "demo.yaml"
 # simulator kind → module with main(argv) (hil/ imports nothing of the gateway)
-SIMULATORS: dict[str, str] = {"uav": "hil.uav"}
+SIMULATORS: dict[str, str] = {"uav": "hil.uav", "link": "hil.link"}
 
 
 async def _start_simulators(loaded: LoadedKit) -> list[asyncio.subprocess.Process]:

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 GATEWAY_SYSTEM_ID = 245
 GATEWAY_COMPONENT_ID = m2.MAV_COMP_ID_MISSIONPLANNER  # 190: a ground-control component
 STREAM_IDLE_FLUSH_S = 0.5
+# Positions to the uplink at most every 80 ms per vehicle (a 10 Hz stream passes whole, with jitter);
+# ground stations still get every frame. `position_interval_s: 0` sends every position.
+DEFAULT_POSITION_INTERVAL_S = 0.08
 LINK_STATUS_EVERY_S = 10.0
 
 _INT_OPTIONS = {"system_id": (1, 255), "gateway_system_id": (1, 255), "gateway_component_id": (1, 255)}
@@ -72,7 +75,7 @@ class MavlinkDriver(Driver):
         opts = dev.options
         key = parse_key(opts["signing_key"]) if opts.get("signing_key") else None
         vehicle = Vehicle(dev.id, int(opts.get("system_id", 1)), load_profile(dev.profile), self.ctx,
-                          float(opts.get("position_interval_s", 0.0)), float(opts.get("telemetry_interval_s", 1.0)))
+                          float(opts.get("position_interval_s", DEFAULT_POSITION_INTERVAL_S)), float(opts.get("telemetry_interval_s", 1.0)))
         vehicle.on_online = self._vehicle_online
         vl = _VehicleLink(vehicle, key, self.gw_system, self.gw_component)
         self.by_system[vehicle.system_id] = vl
