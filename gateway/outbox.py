@@ -241,6 +241,10 @@ class Outbox:
         """A message the broker refused: kept (on disk, counted) but out of the queue until `unpark`."""
         self._inflight.pop(item.row.id, None)
 
+    def discard(self, item: Item, reason: str) -> None:
+        """Give up on a parked message: deleted and counted as a drop of its class."""
+        self._drop(item.row.cls, [(item.row.id, item.row.device, item.row.size)], reason)
+
     def unpark(self, items: list[Item]) -> None:
         for item in sorted(items, key=lambda i: i.row.id, reverse=True):
             item.replayed = True

@@ -37,6 +37,7 @@ WINDOW = 64  # publishes in flight on the active uplink
 STATUS_EVERY_S = 30.0
 WILL_REASSERT_S = 25.0  # after a failover the old link's will may still fire: say `online` again after it
 PARK_RETRY_S = 60.0
+MAX_PARKED = 10_000  # refused messages kept for retry; beyond that the oldest is dropped (counted)
 STARTUP_GRACE_S = 3.0
 
 
@@ -202,7 +203,10 @@ class UplinkManager:
 
     async def _publish_status(self, up: Uplink) -> None:
         out = wire.gateway_status(self.topics, "online", now_ms(), self.version, self.summary())
-        await up.link.publish(out.topic, out.payload, 1, True)
+        try:
+            await up.link.publish(out.topic, out.payload, 1, True)
+        except PublishRejected as exc:
+            self._report_refusal(out.topic, "", str(exc))
 
     async def _flush_states(self, up: Uplink) -> None:
         while self._dirty:
@@ -211,7 +215,10 @@ class UplinkManager:
                 out = wire.device_state(self.topics, dev)
                 if up.bucket is not None:
                     await up.bucket.take(len(out.payload) + len(out.topic))
-                await up.link.publish(out.topic, out.payload, 1, True)
+                try:
+                    await up.link.publish(out.topic, out.payload, 1, True)
+                except PublishRejected as exc:  # the next change of this device's state tries again
+                    self._report_refusal(out.topic, dev.id, str(exc))
 
     async def _send_loop(self, up: Uplink) -> None:
         """Keep up to WINDOW publishes in flight; outcomes arrive as callbacks, not tasks."""
@@ -259,13 +266,21 @@ class UplinkManager:
     def _park(self, item: Item, reason: str) -> None:
         self.outbox.park(item)
         self._parked.append((time.monotonic() + PARK_RETRY_S, item))
-        last = self._rejections_reported.get(item.row.topic, 0.0)
-        if time.monotonic() - last > PARK_RETRY_S:
-            self._rejections_reported[item.row.topic] = time.monotonic()
-            log.error("%s (kept; retried every %.0f s)", reason, PARK_RETRY_S)
-            if item.row.device:
-                self.bus.publish(Event(item.row.device, now_ms(), "uplink_rejected", "warning",
-                                       f"{reason}; the message is kept and retried", {"topic": item.row.topic}))
+        if len(self._parked) > MAX_PARKED:
+            _, oldest = self._parked.pop(0)
+            self.outbox.discard(oldest, "refused by the broker too long")
+        self._report_refusal(item.row.topic, item.row.device, reason)
+
+    def _report_refusal(self, topic: str, device: str, reason: str) -> None:
+        """Once a minute per topic: a log line and (for a device) an `uplink_rejected` event."""
+        last = self._rejections_reported.get(topic, -PARK_RETRY_S)
+        if time.monotonic() - last < PARK_RETRY_S:
+            return
+        self._rejections_reported[topic] = time.monotonic()
+        log.error("%s on %s (kept; retried every %.0f s)", reason, topic, PARK_RETRY_S)
+        if device:
+            self.bus.publish(Event(device, now_ms(), "uplink_rejected", "warning",
+                                   f"{reason} on {topic}; kept and retried", {"topic": topic}))
 
     def _unpark(self) -> None:
         now = time.monotonic()
