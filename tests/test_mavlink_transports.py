@@ -133,3 +133,18 @@ def test_serial_link_and_ack_results(tmp_path: Path, processes: list) -> None:
         vehicle.stop.set()
         stop_process(gw.proc)
         os.close(slave)
+
+
+def test_udp_client_link_to_a_listening_vehicle(tmp_path: Path, processes: list) -> None:
+    sim, ports = start_sim("--sysid", "3", "--udp-listen", "127.0.0.1:0", "--no-autostart")
+    processes.append(sim)
+    dev = drone("drone-3", 0, 3)
+    dev["transport"] = f"udp://127.0.0.1:{ports['udp_listen'][1]}"  # the gateway speaks first (its HEARTBEAT)
+    kit = write_kit(tmp_path / "kit.yaml", [dev])
+    gw = GatewayProcess(kit, tmp_path / "data", mqtt_port=free_port())
+    processes.append(gw.proc)
+    wait_for(lambda: _device(gw, "drone-3")["online"], 10, "online over a UDP client link")
+    r = gw.post("/api/v1/devices/drone-3/commands", {"command": "set_mode", "args": {"mode": "LOITER"}})
+    assert r.status_code == 202
+    assert gw.wait_command(r.json()["id"], 15)["status"] == "done"
+    wait_for(lambda: _device(gw, "drone-3")["status"]["mode"] == "LOITER", 5, "LOITER")
