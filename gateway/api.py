@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import wire
+from gateway.api_media import media_routes
 from gateway.auth import Principal, require
 from gateway.commands import CommandRefused
 from gateway.metrics import render_metrics
@@ -90,6 +91,8 @@ def create_app(gw: Gateway) -> FastAPI:
     async def events(request: Request, _: Principal = Depends(require("viewer"))) -> StreamingResponse:
         return StreamingResponse(_sse(gw, request), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    app.include_router(media_routes(gw))
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:

@@ -30,6 +30,8 @@ from gateway.supervisor import Supervisor, build_links
 from gateway.token_bucket import TokenBucket
 from gateway.uplinks import Uplink, UplinkManager
 from gateway.wire import Topics
+from media.manager import StreamManager
+from media.source import StreamConfig
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,12 @@ class Gateway:
             self.registry.add(Device(id=dev.id, kind=kind, driver=dev.driver, name=dev.name or dev.id,
                                      commands=cls.commands_for(kind)))
         self.bus.add_tap(self.registry.tap)
+        self.media = StreamManager(
+            [StreamConfig(id=s.id, url=s.url, device=s.device, mode=s.mode, on_demand=s.on_demand,
+                          idle_close_s=s.idle_close_s, options=dict(s.options)) for s in self.kit.streams],
+            ice_addresses=self.kit.media.ice_addresses)
+        for dev in self.registry.all():
+            dev.streams = self.media.for_device(dev.id)
         self.supervisor = Supervisor(self.bus, build_links(loaded, opts.data_dir, opts.ground_stations))
         self.router = CommandRouter(self.bus, self.registry, self.supervisor.driver_for, self.kit.command_timeout_s)
         self.topics = Topics(self.kit.kit)
@@ -124,6 +132,7 @@ class Gateway:
             self.bus.publish(Event("gateway", now_ms(), "outbox_reset", "critical", self.outbox.notice))
         self._tasks.append(asyncio.create_task(self.uplinks.run(), name="uplinks"))
         await self.supervisor.start()
+        self.media.start()
         config = uvicorn.Config(create_app(self), host=self.opts.http_host, port=self.opts.http_port,
                                 log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
@@ -140,6 +149,7 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.router.stop()
+        await self.media.stop()
         await self.supervisor.stop()  # every device goes offline, with the reason
         await self.uplinks.close()
         if self._server is not None:

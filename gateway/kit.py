@@ -87,6 +87,22 @@ class DeviceConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class StreamEntry(_Strict):
+    """A video stream the gateway ingests and relays (media/)."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    url: str  # rtsp://, rtmp://, udp://@:5000 (MPEG-TS), srt:// (through ffmpeg), or a file for tests
+    device: str | None = None
+    mode: Literal["passthrough", "transcode", "auto"] = "passthrough"
+    on_demand: bool = False
+    idle_close_s: float = Field(default=30.0, ge=0)
+    options: dict[str, str] = Field(default_factory=dict)  # FFmpeg demuxer/protocol options
+
+
+class MediaConfig(_Strict):
+    ice_addresses: list[str] | None = None  # host candidates offered to browsers; default: every interface + 127.0.0.1
+
+
 class SimulatorConfig(_Strict):
     """A hil/ simulator that `fieldgw demo` starts as its own process."""
 
@@ -102,6 +118,8 @@ class Kit(_Strict):
     ground_stations: list[GroundStation] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    streams: list[StreamEntry] = Field(default_factory=list)
+    media: MediaConfig = Field(default_factory=MediaConfig)
     command_timeout_s: float = Field(default=15.0, gt=0, le=600)
     profiles_dir: str | None = None
     simulators: list[SimulatorConfig] = Field(default_factory=list)
@@ -253,6 +271,16 @@ def _check_devices(devices: list[tuple[int, DeviceConfig]], data: dict[str, Any]
         for j, dev in enumerate(up.get("health_from") or []):
             if dev not in seen:
                 problems.append((lines.line(("uplinks", i, "health_from", j)), f"uplinks.{i}.health_from.{j}: no device {dev!r} in this kit"))
+    streams = data.get("streams")
+    stream_ids: set[str] = set()
+    for i, st in enumerate(streams if isinstance(streams, list) else []):
+        if not isinstance(st, dict):
+            continue
+        if st.get("id") in stream_ids:
+            problems.append((lines.line(("streams", i, "id")), f"streams.{i}.id: duplicate stream {st['id']!r}"))
+        stream_ids.add(st.get("id"))
+        if st.get("device") is not None and st["device"] not in seen:
+            problems.append((lines.line(("streams", i, "device")), f"streams.{i}.device: no device {st['device']!r} in this kit"))
     profiles: dict[str, dict[str, Any]] = {}
     links: dict[tuple[str, str], list[int]] = {}
     by_index = dict(devices)

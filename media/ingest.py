@@ -1,0 +1,130 @@
+"""Reads one video source with PyAV on its own thread and hands packets to the event loop.
+
+PyAV's demuxer blocks, so it never runs on the loop. Live sources (RTSP,
+RTMP, UDP MPEG-TS, SRT via ffmpeg) are read as fast as they arrive, never
+paced by their timestamps; only files (test sources) are paced, and may loop.
+AVCC input (MP4, FLV/RTMP) goes through `h264_mp4toannexb`/`hevc_mp4toannexb`;
+Annex-B input gets its parameter sets re-inserted before every keyframe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import av
+
+from media.annexb import ensure_parameter_sets, is_annexb, parameter_sets
+
+log = logging.getLogger(__name__)
+
+OPEN_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 5.0  # a live source silent this long is dead: end, and let the source reconnect
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    codec: str
+    width: int
+    height: int
+    fps: float
+
+
+OnInfo = Callable[[StreamInfo], None]
+OnPacket = Callable[[bytes, int | None, bool], None]  # Annex-B data, pts (90 kHz) or None, keyframe
+OnEnd = Callable[[str], None]  # why it ended
+
+
+def is_file_source(url: str) -> bool:
+    scheme = urlsplit(url).scheme
+    return scheme in ("", "file")
+
+
+def _open_options(url: str, options: dict[str, str]) -> dict[str, str]:
+    scheme = urlsplit(url).scheme
+    opts: dict[str, str] = {}
+    if scheme in ("rtsp", "rtsps"):
+        opts.update({"rtsp_transport": "tcp", "stimeout": "5000000", "timeout": "5000000"})
+    if scheme == "udp":
+        opts.update({"fifo_size": "1000000", "overrun_nonfatal": "1"})
+    if scheme in ("rtsp", "rtsps", "udp", "rtmp", "srt"):
+        opts.update({"fflags": "nobuffer", "flags": "low_delay"})
+    opts.update(options)
+    return opts
+
+
+class IngestThread:
+    def __init__(self, url: str, options: dict[str, str], loop: asyncio.AbstractEventLoop,
+                 on_info: OnInfo, on_packet: OnPacket, on_end: OnEnd, loop_file: bool = True) -> None:
+        self.url = url
+        self.options = _open_options(url, options)
+        self.loop = loop
+        self.on_info, self.on_packet, self.on_end = on_info, on_packet, on_end
+        self.pace = is_file_source(url)
+        self.loop_file = loop_file and self.pace
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"ingest:{url}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to end; it does at the next packet or read timeout."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        reason = "ended"
+        try:
+            while not self._stop.is_set():
+                self._read_once()
+                if not self.loop_file:
+                    break
+        except av.FFmpegError as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # never let a bad stream take the thread down silently
+            log.exception("ingest of %s failed", self.url)
+            reason = f"{type(exc).__name__}: {exc}"
+        if not self._stop.is_set():
+            self.loop.call_soon_threadsafe(self.on_end, reason)
+
+    def _read_once(self) -> None:
+        path = urlsplit(self.url).path if self.url.startswith("file:") else self.url
+        container: Any = av.open(path, options=self.options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+        try:
+            if not container.streams.video:
+                raise ValueError("the source has no video stream")
+            vs = container.streams.video[0]
+            cc = vs.codec_context
+            codec = cc.name
+            extradata = bytes(cc.extradata or b"")
+            bsf = None
+            if codec in ("h264", "hevc") and extradata and not is_annexb(extradata):
+                bsf = av.BitStreamFilterContext("h264_mp4toannexb" if codec == "h264" else "hevc_mp4toannexb", vs)
+            sets = parameter_sets(extradata, codec)
+            rate = vs.average_rate or vs.guessed_rate
+            self.loop.call_soon_threadsafe(self.on_info, StreamInfo(codec, cc.width, cc.height, float(rate) if rate else 0.0))
+            tb = vs.time_base
+            started = time.monotonic()
+            first_pts: int | None = None
+            for packet in container.demux(vs):
+                if self._stop.is_set():
+                    return
+                if packet.size == 0:
+                    continue
+                for p in (bsf.filter(packet) if bsf else [packet]):
+                    pts = int(p.pts * tb * 90000) if p.pts is not None and tb else None
+                    if self.pace and pts is not None:
+                        first_pts = pts if first_pts is None else first_pts
+                        wait = started + (pts - first_pts) / 90000 - time.monotonic()
+                        if wait > 0 and self._stop.wait(min(wait, 1.0)):
+                            return
+                    data = ensure_parameter_sets(bytes(p), p.is_keyframe, codec, sets)
+                    self.loop.call_soon_threadsafe(self.on_packet, data, pts, bool(p.is_keyframe))
+        finally:
+            container.close()

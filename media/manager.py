@@ -1,0 +1,40 @@
+"""All of a kit's streams and their WHEP viewers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from media import ice
+from media.source import StreamConfig, StreamSource
+from media.whep import WhepError, WhepSessions
+
+
+class StreamManager:
+    def __init__(self, configs: list[StreamConfig], ice_addresses: list[str] | None = None,
+                 on_change: Callable[[StreamSource], None] | None = None) -> None:
+        ice.pin_addresses(ice_addresses)
+        self.sources = {c.id: StreamSource(c, on_change) for c in configs}
+        self.whep = WhepSessions()
+
+    def start(self) -> None:
+        for src in self.sources.values():
+            if not src.cfg.on_demand:
+                src.start()
+
+    async def stop(self) -> None:
+        await self.whep.close_all()
+        for src in self.sources.values():
+            await src.stop()
+
+    def get(self, stream_id: str) -> StreamSource:
+        src = self.sources.get(stream_id)
+        if src is None:
+            raise WhepError(404, "no_stream", f"no stream {stream_id!r}")
+        return src
+
+    def for_device(self, device: str) -> list[str]:
+        return [s.cfg.id for s in self.sources.values() if s.cfg.device == device]
+
+    def stats(self) -> list[dict[str, Any]]:
+        return [s.stats() for s in self.sources.values()]

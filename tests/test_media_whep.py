@@ -1,0 +1,136 @@
+"""WHEP end to end in-process: a file source (AVCC MP4, so the Annex-B conversion is exercised),
+the gateway's relay, and a real aiortc peer that decodes what it receives."""
+
+from __future__ import annotations
+
+import asyncio
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from gateway.app import Gateway, GatewayOptions
+from gateway.kit import load_kit
+from media import ice
+from tests.conftest import free_port
+from tests.helpers import write_kit
+
+W, H, FPS = 320, 240, 30
+
+
+def make_clip(path: Path, seconds: float = 4.0, gop_s: float = 2.0) -> None:
+    out = av.open(str(path), "w")
+    vs = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "tune": "zerolatency",
+                                                     "g": str(int(FPS * gop_s)), "keyint_min": str(int(FPS * gop_s)), "bf": "0"})
+    vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+    vs.codec_context.time_base = Fraction(1, FPS)
+    for i in range(int(seconds * FPS)):
+        img = np.zeros((H, W, 3), dtype=np.uint8)
+        img[:, : (i * 7) % W] = (200, 50, 50)  # a bar that moves: every frame differs
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = i
+        for pkt in vs.encode(frame):
+            out.mux(pkt)
+    for pkt in vs.encode(None):
+        out.mux(pkt)
+    out.close()
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path):  # type: ignore[no-untyped-def]
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip)
+    kit = write_kit(tmp_path / "kit.yaml", [], streams=[{"id": "cam-1", "url": str(clip)}],
+                    media={"ice_addresses": ["127.0.0.1"]})
+    gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+        ice.pin_addresses(None)
+
+
+async def _wait_live(gw: Gateway, client: httpx.AsyncClient) -> dict:
+    for _ in range(100):
+        streams = (await client.get("/api/v1/streams")).json()
+        if streams and streams[0]["state"] == "live":
+            return streams[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"stream never went live: {streams}")
+
+
+async def _viewer(client: httpx.AsyncClient, stream: str = "cam-1") -> tuple[RTCPeerConnection, "asyncio.Queue[av.VideoFrame]", str]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    frames: asyncio.Queue[av.VideoFrame] = asyncio.Queue()
+
+    @pc.on("track")
+    def _on_track(track) -> None:  # type: ignore[no-untyped-def]
+        async def pump() -> None:
+            while True:
+                try:
+                    frames.put_nowait(await track.recv())
+                except Exception:
+                    return
+        asyncio.ensure_future(pump())
+
+    await pc.setLocalDescription(await pc.createOffer())
+    r = await client.post(f"/api/v1/streams/{stream}/whep", content=pc.localDescription.sdp,
+                          headers={"Content-Type": "application/sdp"})
+    assert r.status_code == 201, r.text
+    assert r.headers["content-type"].startswith("application/sdp")
+    assert "a=candidate" in r.text and "127.0.0.1" in r.text
+    assert "H264" in r.text
+    await pc.setRemoteDescription(RTCSessionDescription(r.text, "answer"))
+    return pc, frames, r.headers["location"]
+
+
+async def test_whep_viewer_decodes_frames_and_late_joiner_starts_at_once(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}", timeout=10) as client:
+        info = await _wait_live(gateway, client)
+        assert info["codec"] == "h264" and info["width"] == W and info["height"] == H
+        pc, frames, location = await _viewer(client)
+        try:
+            first = await asyncio.wait_for(frames.get(), 10)
+            assert (first.width, first.height) == (W, H)
+            got = [first]
+            for _ in range(30):
+                got.append(await asyncio.wait_for(frames.get(), 5))
+            # the picture changes from frame to frame (the moving bar): real frames, not a frozen one
+            arrays = [f.to_ndarray(format="rgb24")[:, :, 0].mean() for f in got]
+            assert len({round(a, 1) for a in arrays}) > 10
+            listed = (await client.get("/api/v1/streams")).json()[0]
+            assert listed["viewers"] == 1 and listed["fps"] and listed["bitrate_kbps"]
+
+            # a viewer joining mid-GOP gets its first frame from the cached GOP, not at the next keyframe
+            await asyncio.sleep(0.7)
+            t0 = asyncio.get_running_loop().time()
+            pc2, frames2, location2 = await _viewer(client)
+            await asyncio.wait_for(frames2.get(), 10)
+            assert asyncio.get_running_loop().time() - t0 < 1.5  # generous here; the benchmark has the tight figure
+            assert (await client.delete(location2)).status_code == 200
+            await pc2.close()
+        finally:
+            assert (await client.delete(location)).status_code == 200
+            assert (await client.delete(location)).status_code == 404
+            await pc.close()
+
+
+async def test_whep_refuses_bad_requests(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}", timeout=10) as client:
+        await _wait_live(gateway, client)
+        r = await client.post("/api/v1/streams/cam-1/whep", content="v=0", headers={"Content-Type": "text/plain"})
+        assert r.status_code == 415 and r.json()["error"]["code"] == "bad_content_type"
+        r = await client.post("/api/v1/streams/cam-1/whep", content="garbage\x00", headers={"Content-Type": "application/sdp"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "bad_sdp"
+        r = await client.post("/api/v1/streams/nope/whep", content="v=0\r\nm=video 9 UDP 96\r\n", headers={"Content-Type": "application/sdp"})
+        assert r.status_code == 404
+        r = await client.options("/api/v1/streams/cam-1/whep")
+        assert r.headers["accept-post"] == "application/sdp"
+        # the stream keeps flowing for everyone else
+        assert (await client.get("/api/v1/streams")).json()[0]["state"] == "live"
