@@ -62,7 +62,7 @@ class Gateway:
                                      commands=cls.commands_for(kind)))
         self.bus.add_tap(self.registry.tap)
         self.media = StreamManager(
-            [StreamConfig(id=s.id, url=s.url, device=s.device, mode=s.mode, on_demand=s.on_demand,
+            [StreamConfig(id=s.id, url=s.url, device=s.device, mode=s.mode, bitrate_kbps=s.bitrate_kbps, on_demand=s.on_demand,
                           idle_close_s=s.idle_close_s, options=dict(s.options)) for s in self.kit.streams],
             ice_addresses=self.kit.media.ice_addresses)
         for dev in self.registry.all():

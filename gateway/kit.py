@@ -93,7 +93,8 @@ class StreamEntry(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     url: str  # rtsp://, rtmp://, udp://@:5000 (MPEG-TS), srt:// (through ffmpeg), or a file for tests
     device: str | None = None
-    mode: Literal["passthrough", "transcode", "auto"] = "passthrough"
+    mode: Literal["passthrough", "transcode", "auto"] = "auto"
+    bitrate_kbps: int = Field(default=1500, gt=50, le=50_000)  # when transcoding
     on_demand: bool = False
     idle_close_s: float = Field(default=30.0, ge=0)
     options: dict[str, str] = Field(default_factory=dict)  # FFmpeg demuxer/protocol options

@@ -22,6 +22,7 @@ from typing import Any
 from gateway.backoff import Backoff
 from media.gop import GopCache, VideoPacket
 from media.ingest import IngestThread, StreamInfo
+from media.transcode import Transcoder
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ class StreamConfig:
     id: str
     url: str
     device: str | None = None
-    mode: str = "passthrough"  # passthrough | transcode | auto
+    mode: str = "passthrough"  # passthrough | transcode | auto (transcode what browsers can't play)
+    bitrate_kbps: int = 1500  # the transcoder's target
     on_demand: bool = False
     idle_close_s: float = 30.0
     options: dict[str, str] = field(default_factory=dict)
@@ -118,6 +120,8 @@ class StreamSource:
         self._ingest: IngestThread | None = None
         self._task: asyncio.Task[None] | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
+        self._transcoder: Transcoder | None = None
+        self.source_codec: str | None = None
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
@@ -151,8 +155,21 @@ class StreamSource:
         finally:
             if self._ingest is not None:
                 self._ingest.stop()
+            if self._transcoder is not None:
+                self._transcoder.stop()
+                self._transcoder = None
 
     def _on_info(self, info: StreamInfo) -> None:
+        self.source_codec = info.codec
+        transcode = self.cfg.mode == "transcode" or (self.cfg.mode == "auto" and info.codec not in ("h264", "vp8"))
+        if self._transcoder is not None:
+            self._transcoder.stop()
+            self._transcoder = None
+        if transcode:
+            self._transcoder = Transcoder(info.codec, asyncio.get_running_loop(), self._deliver,
+                                          self.cfg.bitrate_kbps, fps=info.fps)
+            self._transcoder.start()
+            info = StreamInfo("h264", info.width, info.height, info.fps)
         self.info = info
 
     def _on_end(self, reason: str) -> None:
@@ -160,8 +177,15 @@ class StreamSource:
             self._ended.set_result(reason)
 
     def _on_packet(self, data: bytes, pts: int | None, keyframe: bool) -> None:
+        out_pts = self._clock.map(pts, time.monotonic())
+        if self._transcoder is not None:
+            self._transcoder.feed(data, out_pts, keyframe)
+        else:
+            self._deliver(data, out_pts, keyframe)
+
+    def _deliver(self, data: bytes, pts: int, keyframe: bool) -> None:
         now = time.monotonic()
-        pkt = VideoPacket(data, self._clock.map(pts, now), keyframe)
+        pkt = VideoPacket(data, pts, keyframe)
         if self.state != "live" and keyframe:
             self._set_state("live")
         self.packets += 1
@@ -210,7 +234,8 @@ class StreamSource:
         kbps = sum(n for _, n in recent[1:]) * 8 / span / 1000 if span > 0 else None
         return {
             "id": self.cfg.id, "device": self.cfg.device, "state": self.state,
-            "codec": self.info.codec if self.info else None,
+            "codec": self.info.codec if self.info else None, "source_codec": self.source_codec,
+            "transcoding": self._transcoder is not None,
             "width": self.info.width if self.info else None, "height": self.info.height if self.info else None,
             "fps": round(fps, 1) if fps else None, "bitrate_kbps": round(kbps) if kbps else None,
             "viewers": len(self.viewers), "reconnects": self.reconnects, "last_error": self.last_error,

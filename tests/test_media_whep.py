@@ -22,10 +22,12 @@ from tests.helpers import write_kit
 W, H, FPS = 320, 240, 30
 
 
-def make_clip(path: Path, seconds: float = 4.0, gop_s: float = 2.0) -> None:
+def make_clip(path: Path, seconds: float = 4.0, gop_s: float = 2.0, codec: str = "libx264") -> None:
     out = av.open(str(path), "w")
-    vs = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "tune": "zerolatency",
-                                                     "g": str(int(FPS * gop_s)), "keyint_min": str(int(FPS * gop_s)), "bf": "0"})
+    gop = str(int(FPS * gop_s))
+    options = ({"preset": "ultrafast", "tune": "zerolatency", "g": gop, "keyint_min": gop, "bf": "0"} if codec == "libx264"
+               else {"preset": "ultrafast", "x265-params": f"keyint={gop}:min-keyint={gop}:bframes=0:log-level=error"})
+    vs = out.add_stream(codec, rate=FPS, options=options)
     vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
     vs.codec_context.time_base = Fraction(1, FPS)
     for i in range(int(seconds * FPS)):
@@ -134,3 +136,28 @@ async def test_whep_refuses_bad_requests(gateway: Gateway) -> None:
         assert r.headers["accept-post"] == "application/sdp"
         # the stream keeps flowing for everyone else
         assert (await client.get("/api/v1/streams")).json()[0]["state"] == "live"
+
+
+async def test_h265_source_is_transcoded_once_for_every_viewer(tmp_path: Path) -> None:
+    clip = tmp_path / "hevc.mp4"
+    make_clip(clip, codec="libx265")
+    kit = write_kit(tmp_path / "kit.yaml", [], streams=[{"id": "cam-h265", "url": str(clip), "mode": "auto"}],
+                    media={"ice_addresses": ["127.0.0.1"]})
+    gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
+    await gw.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+            info = await _wait_live(gw, client)
+            assert info["codec"] == "h264"  # what viewers get
+            viewers = [await _viewer(client, "cam-h265") for _ in range(2)]
+            for _, frames, _ in viewers:
+                frame = await asyncio.wait_for(frames.get(), 10)
+                assert (frame.width, frame.height) == (W, H)
+            stats = gw.media.get("cam-h265").stats()
+            assert stats["source_codec"] == "hevc" and stats["transcoding"] is True
+            for pc, _, location in viewers:
+                await client.delete(location)
+                await pc.close()
+    finally:
+        await gw.stop()
+        ice.pin_addresses(None)
