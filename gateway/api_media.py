@@ -27,6 +27,14 @@ def media_routes(gw: Gateway) -> APIRouter:
         return [{k: s[k] for k in ("id", "device", "state", "codec", "width", "height", "fps", "bitrate_kbps", "viewers")}
                 | {"reconnects": s["reconnects"]} for s in gw.media.stats()]
 
+    @router.get("/api/v1/streams/{stream_id}/snapshot.jpg")
+    async def snapshot(stream_id: str, _: Principal = Depends(require("viewer"))) -> Response:
+        try:
+            data = await gw.media.snapshot(stream_id)
+        except WhepError as exc:
+            return _error(exc)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=1"})
+
     @router.options("/api/v1/streams/{stream_id}/whep")
     async def whep_options(stream_id: str) -> Response:
         return Response(status_code=204, headers={"Accept-Post": "application/sdp", "Allow": "OPTIONS, POST"})

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from media import ice
+from media.snapshot import Snapshotter
 from media.source import StreamConfig, StreamSource
 from media.whep import WhepError, WhepSessions
 
@@ -16,6 +17,16 @@ class StreamManager:
         ice.pin_addresses(ice_addresses)
         self.sources = {c.id: StreamSource(c, on_change) for c in configs}
         self.whep = WhepSessions()
+        self.snapshots = Snapshotter()
+
+    async def snapshot(self, stream_id: str) -> bytes:
+        src = self.get(stream_id)
+        if src.state != "live" or src.info is None:
+            raise WhepError(503, "stream_not_live", f"stream {stream_id} is {src.state}", retry_after=2)
+        data = await self.snapshots.jpeg(stream_id, src.info.codec, src.gop.snapshot())
+        if data is None:
+            raise WhepError(503, "no_picture_yet", f"stream {stream_id} has no decodable picture yet", retry_after=1)
+        return data
 
     def start(self) -> None:
         for src in self.sources.values():

@@ -46,7 +46,8 @@ def make_clip(path: Path, seconds: float = 4.0, gop_s: float = 2.0, codec: str =
 async def gateway(tmp_path: Path):  # type: ignore[no-untyped-def]
     clip = tmp_path / "clip.mp4"
     make_clip(clip)
-    kit = write_kit(tmp_path / "kit.yaml", [], streams=[{"id": "cam-1", "url": str(clip)}],
+    kit = write_kit(tmp_path / "kit.yaml", [], streams=[{"id": "cam-1", "url": str(clip)},
+                                                       {"id": "dead", "url": f"rtsp://127.0.0.1:{free_port()}/none"}],
                     media={"ice_addresses": ["127.0.0.1"]})
     gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
     await gw.start()
@@ -136,6 +137,22 @@ async def test_whep_refuses_bad_requests(gateway: Gateway) -> None:
         assert r.headers["accept-post"] == "application/sdp"
         # the stream keeps flowing for everyone else
         assert (await client.get("/api/v1/streams")).json()[0]["state"] == "live"
+        snap = await client.get("/api/v1/streams/cam-1/snapshot.jpg")
+        assert snap.status_code == 200 and snap.headers["content-type"] == "image/jpeg"
+        picture = av.open(__import__("io").BytesIO(snap.content))
+        frame = next(picture.decode(video=0))
+        assert (frame.width, frame.height) == (W, H)
+        assert (await client.get("/api/v1/streams/nope/snapshot.jpg")).status_code == 404
+        # an unreachable source: the stream keeps trying, viewers are told to come back
+        dead = next(s for s in (await client.get("/api/v1/streams")).json() if s["id"] == "dead")
+        assert dead["state"] == "connecting"
+        r = await client.post("/api/v1/streams/dead/whep", content="v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
+                              headers={"Content-Type": "application/sdp"})
+        assert r.status_code == 409 and r.headers["retry-after"]
+        r = await client.get("/api/v1/streams/dead/snapshot.jpg")
+        assert r.status_code == 503
+        await asyncio.sleep(1.0)
+        assert gateway.media.get("dead").reconnects >= 1 and gateway.media.get("dead").last_error
 
 
 async def test_h265_source_is_transcoded_once_for_every_viewer(tmp_path: Path) -> None:
