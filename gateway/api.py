@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import wire
@@ -25,6 +27,8 @@ from gateway.model import Ack, DeviceStateChanged, Event, Position
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
 
 
 class ApiError(Exception):
@@ -99,6 +103,8 @@ def create_app(gw: Gateway) -> FastAPI:
         body, content_type = render_metrics(gw)
         return Response(body, media_type=content_type)
 
+    # The web pages (console, player): static files, served last so API routes win.
+    app.mount("/", StaticFiles(directory=str(WEB_DIR), html=True), name="web")
     return app
 
 
