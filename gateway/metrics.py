@@ -72,6 +72,19 @@ class _GatewayCollector(Collector):
         sent = CounterMetricFamily("fieldgw_outbox_sent", "messages acknowledged by a broker")
         sent.add_metric([], ob["sent"])
         yield sent
+        live = GaugeMetricFamily("fieldgw_stream_live", "1 when the stream's source is live", labels=["stream"])
+        viewers = GaugeMetricFamily("fieldgw_stream_viewers", "WebRTC viewers of the stream", labels=["stream"])
+        reconnects = CounterMetricFamily("fieldgw_stream_reconnects", "times the stream's source was reopened", labels=["stream"])
+        kbps = GaugeMetricFamily("fieldgw_stream_bitrate_kbps", "the stream's incoming video bitrate", labels=["stream"])
+        for st in gw.media.stats():
+            live.add_metric([st["id"]], 1.0 if st["state"] == "live" else 0.0)
+            viewers.add_metric([st["id"]], st["viewers"])
+            reconnects.add_metric([st["id"]], st["reconnects"])
+            kbps.add_metric([st["id"]], st["bitrate_kbps"] or 0)
+        yield live
+        yield viewers
+        yield reconnects
+        yield kbps
         rate = GaugeMetricFamily("fieldgw_outbox_send_rate", "messages acknowledged per second (10 s average)")
         rate.add_metric([], ob["send_rate_per_s"])
         yield rate
