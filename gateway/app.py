@@ -64,7 +64,7 @@ class Gateway:
         self.media = StreamManager(
             [StreamConfig(id=s.id, url=s.url, device=s.device, mode=s.mode, bitrate_kbps=s.bitrate_kbps, on_demand=s.on_demand,
                           idle_close_s=s.idle_close_s, options=dict(s.options)) for s in self.kit.streams],
-            ice_addresses=self.kit.media.ice_addresses)
+            ice_addresses=self.kit.media.ice_addresses, advertise=self.kit.media.advertise)
         for dev in self.registry.all():
             dev.streams = self.media.for_device(dev.id)
         self.supervisor = Supervisor(self.bus, build_links(loaded, opts.data_dir, opts.ground_stations))

@@ -102,6 +102,7 @@ class StreamEntry(_Strict):
 
 class MediaConfig(_Strict):
     ice_addresses: list[str] | None = None  # host candidates offered to browsers; default: every interface + 127.0.0.1
+    advertise: dict[str, str] = Field(default_factory=dict)  # 1:1 NAT: local address → the address browsers reach
 
 
 class SimulatorConfig(_Strict):

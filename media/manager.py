@@ -13,10 +13,11 @@ from media.whep import WhepError, WhepSessions
 
 class StreamManager:
     def __init__(self, configs: list[StreamConfig], ice_addresses: list[str] | None = None,
-                 on_change: Callable[[StreamSource], None] | None = None) -> None:
+                 on_change: Callable[[StreamSource], None] | None = None, advertise: dict[str, str] | None = None) -> None:
         ice.pin_addresses(ice_addresses)
+        self.on_change = on_change
         self.sources = {c.id: StreamSource(c, on_change) for c in configs}
-        self.whep = WhepSessions()
+        self.whep = WhepSessions(advertise)
         self.snapshots = Snapshotter()
 
     async def snapshot(self, stream_id: str) -> bytes:
@@ -27,6 +28,15 @@ class StreamManager:
         if data is None:
             raise WhepError(503, "no_picture_yet", f"stream {stream_id} has no decodable picture yet", retry_after=1)
         return data
+
+    def add(self, cfg: StreamConfig) -> StreamSource:
+        """A stream found at run time (a drone announcing its video); started unless on demand."""
+        src = self.sources.get(cfg.id)
+        if src is None:
+            src = self.sources[cfg.id] = StreamSource(cfg, self.on_change)
+            if not cfg.on_demand:
+                src.start()
+        return src
 
     def start(self) -> None:
         for src in self.sources.values():

@@ -46,9 +46,25 @@ def _check_offer(sdp: str) -> None:
         raise WhepError(400, "bad_sdp", "the offer has no video m-line")
 
 
+def advertise(sdp: str, mapping: dict[str, str]) -> str:
+    """Rewrite host candidates for a 1:1 NAT: browsers get the address they can reach."""
+    if not mapping:
+        return sdp
+    out = []
+    for line in sdp.split("\r\n"):
+        if line.startswith("a=candidate:"):
+            parts = line.split(" ")
+            if len(parts) > 4 and parts[4] in mapping:
+                parts[4] = mapping[parts[4]]
+                line = " ".join(parts)
+        out.append(line)
+    return "\r\n".join(out)
+
+
 class WhepSessions:
-    def __init__(self) -> None:
+    def __init__(self, advertise: dict[str, str] | None = None) -> None:
         self.sessions: dict[str, WhepSession] = {}
+        self.advertise = dict(advertise or {})
 
     async def create(self, stream: StreamSource, offer_sdp: str) -> tuple[str, str]:
         _check_offer(offer_sdp)
@@ -86,7 +102,7 @@ class WhepSessions:
             if pc.connectionState in ("failed", "closed"):
                 await self.delete(session.id)
 
-        return session.id, pc.localDescription.sdp
+        return session.id, advertise(pc.localDescription.sdp, self.advertise)
 
     async def delete(self, session_id: str) -> bool:
         session = self.sessions.pop(session_id, None)

@@ -182,3 +182,13 @@ def test_kit_uplinks_are_checked(tmp_path: Path) -> None:
     assert f"{path}:6: uplinks.1.name: duplicate uplink 'lte'" in text
     assert f"{path}:7: uplinks.1.budget_kbps" in text
     assert f"{path}:8: outbox.cap_mb" in text
+
+
+def test_candidates_are_rewritten_for_a_1to1_nat() -> None:
+    from media.whep import advertise
+
+    sdp = ("v=0\r\na=candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host\r\n"
+           "a=candidate:2 1 udp 2130706431 127.0.0.1 40001 typ host\r\n")
+    out = advertise(sdp, {"10.0.0.5": "203.0.113.7"})
+    assert "203.0.113.7 40000 typ host" in out and "10.0.0.5" not in out and "127.0.0.1 40001" in out
+    assert advertise(sdp, {}) == sdp
