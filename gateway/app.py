@@ -22,7 +22,7 @@ from gateway.bus import Bus
 from gateway.commands import CommandRouter
 from gateway.inbound import InboundCommands
 from gateway.kit import LoadedKit
-from gateway.model import Device, Event, now_ms
+from gateway.model import Device, DeviceStateChanged, Event, StreamOffer, now_ms
 from gateway.mqtt_link import BrokerTarget, MqttLink
 from gateway.outbox import CLASS_NAMES, Outbox
 from gateway.registry import DeviceRegistry
@@ -67,6 +67,7 @@ class Gateway:
             ice_addresses=self.kit.media.ice_addresses, advertise=self.kit.media.advertise)
         for dev in self.registry.all():
             dev.streams = self.media.for_device(dev.id)
+        self.bus.add_tap(self._stream_offered)
         self.supervisor = Supervisor(self.bus, build_links(loaded, opts.data_dir, opts.ground_stations))
         self.router = CommandRouter(self.bus, self.registry, self.supervisor.driver_for, self.kit.command_timeout_s)
         self.topics = Topics(self.kit.kit)
@@ -80,6 +81,19 @@ class Gateway:
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._drops_reported: dict[str, float] = {}
+
+    def _stream_offered(self, msg: object) -> list[Any] | None:
+        """A device announced a stream of its own: relay it (unless the kit already names that URL)."""
+        if not isinstance(msg, StreamOffer):
+            return None
+        if any(s.cfg.url == msg.url for s in self.media.sources.values()):
+            return None
+        self.media.add(StreamConfig(id=msg.stream, url=msg.url, device=msg.device))
+        dev = self.registry.get(msg.device)
+        if dev is None:
+            return None
+        dev.streams = self.media.for_device(msg.device)
+        return [DeviceStateChanged(msg.device, msg.ts, urgent=True)]
 
     def _build_uplinks(self) -> list[Uplink]:
         """The kit's uplinks, or one `default` uplink to the kit's broker, --mqtt, or the embedded broker."""

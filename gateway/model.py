@@ -108,6 +108,17 @@ class LinkHealth:
 
 
 @dataclass(slots=True)
+class StreamOffer:
+    """A device announces a video stream of its own (a drone's camera, say): the gateway relays it."""
+
+    device: str
+    ts: int
+    stream: str  # a stream id, `[a-z0-9][a-z0-9-]*`
+    url: str
+    name: str = ""
+
+
+@dataclass(slots=True)
 class Ack:
     """One transition of a command's status, as published on `acks`."""
 
@@ -131,7 +142,7 @@ class DeviceStateChanged:
     urgent: bool = False
 
 
-BusMessage = Position | Telemetry | Event | StatusUpdate | OnlineChange | Ack | DeviceStateChanged | LinkHealth
+BusMessage = Position | Telemetry | Event | StatusUpdate | OnlineChange | Ack | DeviceStateChanged | LinkHealth | StreamOffer
 
 
 @dataclass(slots=True)

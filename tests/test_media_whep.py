@@ -178,3 +178,30 @@ async def test_h265_source_is_transcoded_once_for_every_viewer(tmp_path: Path) -
     finally:
         await gw.stop()
         ice.pin_addresses(None)
+
+
+async def test_drone_announces_its_camera_and_the_gateway_relays_it(tmp_path: Path, processes: list) -> None:
+    from tests.conftest import start_sim
+    from tests.helpers import drone
+
+    clip = tmp_path / "onboard.mp4"
+    make_clip(clip)
+    port = free_port()
+    kit = write_kit(tmp_path / "kit.yaml", [drone("drone-1", port, 1)], media={"ice_addresses": ["127.0.0.1"]})
+    gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
+    await gw.start()
+    try:
+        sim, _ = start_sim("--sysid", "1", "--udp-out", f"127.0.0.1:{port}", "--no-autostart", "--video-uri", f"file://{clip}")
+        processes.append(sim)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+            for _ in range(100):
+                dev = (await client.get("/api/v1/devices/drone-1")).json()
+                if dev["streams"]:
+                    break
+                await asyncio.sleep(0.1)
+            assert dev["streams"] == ["drone-1-video1"]
+            info = await _wait_live(gw, client)
+            assert info["id"] == "drone-1-video1" and info["device"] == "drone-1" and info["width"] == W
+    finally:
+        await gw.stop()
+        ice.pin_addresses(None)

@@ -281,9 +281,10 @@ class MavlinkDriver(Driver):
                 await vl.acks.run(cmd, lambda c, n: self._send_command(vl, c, n), lambda: None, attempts=2, retry_interval_s=1.0)
             except CommandError as exc:
                 denied.append(f"{m2.mavlink_map[msg_id].msgname}: {exc.detail}")
-        home = MavCommand(m2.MAV_CMD_REQUEST_MESSAGE, (float(m2.MAVLINK_MSG_ID_HOME_POSITION), 0, 0, 0, 0, 0, 0))
-        with contextlib.suppress(CommandError):
-            await vl.acks.run(home, lambda c, n: self._send_command(vl, c, n), lambda: None, attempts=2, retry_interval_s=1.0)
+        for msg_id in (m2.MAVLINK_MSG_ID_HOME_POSITION, m2.MAVLINK_MSG_ID_VIDEO_STREAM_INFORMATION):
+            ask = MavCommand(m2.MAV_CMD_REQUEST_MESSAGE, (float(msg_id), 0, 0, 0, 0, 0, 0))
+            with contextlib.suppress(CommandError):  # a vehicle without a camera says DENIED: fine
+                await vl.acks.run(ask, lambda c, n: self._send_command(vl, c, n), lambda: None, attempts=2, retry_interval_s=1.0)
         state = "applied" if not denied else "partly applied"
         self.ctx.publish(StatusUpdate(vl.vehicle.device_id, now_ms(), {"stream_rates": state, "stream_rates_errors": denied}))
 

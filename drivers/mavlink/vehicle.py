@@ -18,7 +18,7 @@ from pymavlink.dialects.v20 import ardupilotmega as m2
 
 from drivers.mavlink.profile import VehicleProfile
 from gateway.driver_api import DriverContext
-from gateway.model import Event, Position, StatusUpdate, Telemetry, now_ms
+from gateway.model import Event, Position, StatusUpdate, StreamOffer, Telemetry, now_ms
 
 OFFLINE_AFTER_S = 3.0
 
@@ -58,7 +58,9 @@ class Vehicle:
             m2.MAVLink_battery_status_message: self._battery_status,
             m2.MAVLink_home_position_message: self._home,
             m2.MAVLink_statustext_message: self._statustext_msg,
+            m2.MAVLink_video_stream_information_message: self._video_stream,
         }
+        self.offered_streams: dict[int, str] = {}
 
     # --- status / online -------------------------------------------------------
     def _set_status(self, **changes: Any) -> None:
@@ -185,6 +187,19 @@ class Vehicle:
                 return  # more chunks follow
             text = "".join(self._statustext.pop(chunk_id))
         self._event("statustext", _SEVERITY.get(msg.severity, "info"), text, mav_severity=int(msg.severity))
+
+    def _video_stream(self, msg: Any) -> None:
+        uri = msg.uri if isinstance(msg.uri, str) else msg.uri.decode("utf-8", "replace")
+        uri = uri.rstrip("\x00").strip()
+        if not uri or self.offered_streams.get(msg.stream_id) == uri:
+            return
+        if msg.type not in (m2.VIDEO_STREAM_TYPE_RTSP, m2.VIDEO_STREAM_TYPE_RTPUDP, m2.VIDEO_STREAM_TYPE_TCP_MPEG,
+                            m2.VIDEO_STREAM_TYPE_MPEG_TS):
+            return
+        self.offered_streams[msg.stream_id] = uri
+        name = msg.name if isinstance(msg.name, str) else msg.name.decode("utf-8", "replace")
+        self.ctx.publish(StreamOffer(self.device_id, now_ms(), f"{self.device_id}-video{msg.stream_id}", uri,
+                                     name.rstrip("\x00")))
 
     def flush_telemetry(self, now: float) -> None:
         if self.values_dirty and self.online and now - self._last_telemetry_sent >= self.telemetry_interval_s:

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-scale", type=_positive, default=1.0)
     p.add_argument("--signing-key", action="append", default=[], metavar="[SYSID:]HEX",
                    help="64-hex-char key for all vehicles, or SYSID:HEX for one (repeatable)")
+    p.add_argument("--video-uri", metavar="URI", help="the on-board camera's stream, announced in VIDEO_STREAM_INFORMATION")
     p.add_argument("--print-port", action="store_true", help="print bound addresses as one JSON line")
     p.add_argument("--log-level", default="WARNING",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], type=str.upper)
@@ -108,7 +109,8 @@ def parse_options(argv: list[str] | None) -> tuple[SimOptions, str]:
         VehicleConfig(
             sysid=s, home=a.home.offset(0.0, HOME_SPACING_M * k), takeoff_alt=a.takeoff_alt,
             takeoff_delay=a.takeoff_delay, autostart=a.autostart, radius=a.radius, speed_mps=a.speed_mps,
-            battery_minutes=a.battery_minutes, rate_scale=a.rate_scale, signing_key=keys.get(s))
+            battery_minutes=a.battery_minutes, rate_scale=a.rate_scale, signing_key=keys.get(s),
+            video_uri=a.video_uri)
         for k, s in enumerate(sysids)
     ]
     opts = SimOptions(vehicles=vehicles, udp_out=a.udp_out, udp_listen=a.udp_listen, tcp_listen=a.tcp_listen,

@@ -146,6 +146,8 @@ class CommandHandler:
     def _request_message(self, c: Command) -> int:
         mid = _msg_id(c.p1)
         builder = self.v.telemetry.builders.get(mid) if mid is not None else None
+        if mid == M.MAVLINK_MSG_ID_VIDEO_STREAM_INFORMATION and self.v.telemetry.video_uri:
+            builder = self.v.telemetry.video_stream_information
         if builder is None:
             return RESULT_DENIED
         self.v.send(builder())

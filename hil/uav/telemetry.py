@@ -57,6 +57,14 @@ class Telemetry:
             M.MAVLINK_MSG_ID_HOME_POSITION: self.home_position,
             M.MAVLINK_MSG_ID_EXTENDED_SYS_STATE: self.extended_sys_state,
         }
+        self.video_uri: str | None = None
+
+    def video_stream_information(self) -> M.MAVLink_message:
+        """Stream 1 of 1: an RTSP H.264 camera (MAVLink camera protocol, message 269)."""
+        uri = (self.video_uri or "").encode()[:160]
+        return M.MAVLink_video_stream_information_message(
+            1, 1, M.VIDEO_STREAM_TYPE_RTSP, M.VIDEO_STREAM_STATUS_FLAGS_RUNNING, 30.0, 1280, 720,
+            2000, 0, 90, b"main", uri, M.VIDEO_STREAM_ENCODING_H264)
 
     # ------------------------------------------------------------- helpers
     def boot_ms(self) -> int:

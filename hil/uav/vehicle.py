@@ -38,6 +38,7 @@ class VehicleConfig:
     battery_minutes: float = 25.0
     rate_scale: float = 1.0
     signing_key: bytes | None = None
+    video_uri: str | None = None  # answered in VIDEO_STREAM_INFORMATION (a camera on board)
 
 
 class Vehicle:
@@ -54,6 +55,7 @@ class Vehicle:
         self.ap = Autopilot(self.params, self.battery, self._notify, cfg.takeoff_alt)
         self.ap.on_rehome = self._rehome
         self.telemetry = Telemetry(cfg.sysid, self.ap, lambda: self.home, time.monotonic)
+        self.telemetry.video_uri = cfg.video_uri
         self.streams = StreamManager(cfg.sysid, cfg.rate_scale, self._emit_stream)
         self.params.on_change = self.streams.on_param
         self.commands = CommandHandler(self)
