@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from gateway.auth import Principal, require
 from media.whep import WhepError
@@ -34,6 +34,21 @@ def media_routes(gw: Gateway) -> APIRouter:
         except WhepError as exc:
             return _error(exc)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=1"})
+
+    @router.get("/api/v1/streams/{stream_id}/recordings")
+    async def recordings(stream_id: str, _: Principal = Depends(require("viewer"))) -> Any:
+        try:
+            return gw.media.recordings_of(stream_id)
+        except WhepError as exc:
+            return _error(exc)
+
+    @router.get("/api/v1/streams/{stream_id}/recordings/{name}")
+    async def recording(stream_id: str, name: str, _: Principal = Depends(require("viewer"))) -> Response:
+        try:
+            path = gw.media.recording_path(stream_id, name)
+        except WhepError as exc:
+            return _error(exc)
+        return FileResponse(path, media_type="video/mp4", filename=name)
 
     @router.options("/api/v1/streams/{stream_id}/whep")
     async def whep_options(stream_id: str) -> Response:

@@ -31,6 +31,7 @@ from gateway.token_bucket import TokenBucket
 from gateway.uplinks import Uplink, UplinkManager
 from gateway.wire import Topics
 from media.manager import StreamManager
+from media.recorder import RecordPolicy
 from media.source import StreamConfig
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,10 @@ class Gateway:
         self.bus.add_tap(self.registry.tap)
         self.media = StreamManager(
             [StreamConfig(id=s.id, url=s.url, device=s.device, mode=s.mode, bitrate_kbps=s.bitrate_kbps, on_demand=s.on_demand,
-                          idle_close_s=s.idle_close_s, options=dict(s.options)) for s in self.kit.streams],
-            ice_addresses=self.kit.media.ice_addresses, advertise=self.kit.media.advertise)
+                          idle_close_s=s.idle_close_s, options=dict(s.options),
+                          record=RecordPolicy(**s.record.model_dump()) if s.record else None) for s in self.kit.streams],
+            ice_addresses=self.kit.media.ice_addresses, advertise=self.kit.media.advertise,
+            recordings=opts.data_dir / "recordings")
         for dev in self.registry.all():
             dev.streams = self.media.for_device(dev.id)
         self.bus.add_tap(self._stream_offered)

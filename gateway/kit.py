@@ -87,6 +87,12 @@ class DeviceConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class RecordConfig(_Strict):
+    segment_s: float = Field(default=300, ge=1)
+    max_age_h: float = Field(default=72, gt=0)
+    max_total_mb: float = Field(default=10240, gt=0)
+
+
 class StreamEntry(_Strict):
     """A video stream the gateway ingests and relays (media/)."""
 
@@ -98,6 +104,7 @@ class StreamEntry(_Strict):
     on_demand: bool = False
     idle_close_s: float = Field(default=30.0, ge=0)
     options: dict[str, str] = Field(default_factory=dict)  # FFmpeg demuxer/protocol options
+    record: RecordConfig | None = None
 
 
 class MediaConfig(_Strict):

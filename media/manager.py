@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from media import ice
@@ -13,10 +14,12 @@ from media.whep import WhepError, WhepSessions
 
 class StreamManager:
     def __init__(self, configs: list[StreamConfig], ice_addresses: list[str] | None = None,
-                 on_change: Callable[[StreamSource], None] | None = None, advertise: dict[str, str] | None = None) -> None:
+                 on_change: Callable[[StreamSource], None] | None = None, advertise: dict[str, str] | None = None,
+                 recordings: Path | None = None) -> None:
         ice.pin_addresses(ice_addresses)
         self.on_change = on_change
-        self.sources = {c.id: StreamSource(c, on_change) for c in configs}
+        self.recordings = recordings
+        self.sources = {c.id: StreamSource(c, on_change, recordings) for c in configs}
         self.whep = WhepSessions(advertise)
         self.snapshots = Snapshotter()
 
@@ -33,7 +36,7 @@ class StreamManager:
         """A stream found at run time (a drone announcing its video); started unless on demand."""
         src = self.sources.get(cfg.id)
         if src is None:
-            src = self.sources[cfg.id] = StreamSource(cfg, self.on_change)
+            src = self.sources[cfg.id] = StreamSource(cfg, self.on_change, self.recordings)
             if not cfg.on_demand:
                 src.start()
         return src
@@ -46,13 +49,23 @@ class StreamManager:
     async def stop(self) -> None:
         await self.whep.close_all()
         for src in self.sources.values():
-            await src.stop()
+            await src.close()
 
     def get(self, stream_id: str) -> StreamSource:
         src = self.sources.get(stream_id)
         if src is None:
             raise WhepError(404, "no_stream", f"no stream {stream_id!r}")
         return src
+
+    def recordings_of(self, stream_id: str) -> list[dict[str, Any]]:
+        src = self.get(stream_id)
+        return src.recorder.list() if src.recorder else []
+
+    def recording_path(self, stream_id: str, name: str) -> Path:
+        src = self.get(stream_id)
+        if src.recorder is None or "/" in name or not name.endswith(".mp4") or not (src.recorder.dir / name).is_file():
+            raise WhepError(404, "no_recording", f"no recording {name!r} of stream {stream_id}")
+        return src.recorder.dir / name
 
     def for_device(self, device: str) -> list[str]:
         return [s.cfg.id for s in self.sources.values() if s.cfg.device == device]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 from gateway.backoff import Backoff
 from media.gop import GopCache, VideoPacket
 from media.ingest import IngestThread, StreamInfo
+from media.recorder import RecordPolicy, Recorder
 from media.transcode import Transcoder
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class StreamConfig:
     on_demand: bool = False
     idle_close_s: float = 30.0
     options: dict[str, str] = field(default_factory=dict)
+    record: RecordPolicy | None = None
 
 
 class Viewer:
@@ -103,8 +106,10 @@ class _Clock:
 
 
 class StreamSource:
-    def __init__(self, cfg: StreamConfig, on_change: Callable[[StreamSource], None] | None = None) -> None:
+    def __init__(self, cfg: StreamConfig, on_change: Callable[[StreamSource], None] | None = None,
+                 recordings: Path | None = None) -> None:
         self.cfg = cfg
+        self.recorder = Recorder(cfg.id, recordings / cfg.id, cfg.record) if cfg.record and recordings else None
         self.on_change = on_change
         self.state = "offline"
         self.info: StreamInfo | None = None
@@ -134,6 +139,11 @@ class StreamSource:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         self._set_state("offline")
+
+    async def close(self) -> None:
+        await self.stop()
+        if self.recorder is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.recorder.close)
 
     async def _run(self) -> None:
         backoff = Backoff(initial=0.2, maximum=2.0, reset_after=10.0)
@@ -194,6 +204,8 @@ class StreamSource:
         self.gop.add(pkt)
         for v in self.viewers:
             v.offer(pkt)
+        if self.recorder is not None and self.info is not None:
+            self.recorder.write(pkt, self.info.codec, self.info.width, self.info.height)
 
     def _set_state(self, state: str) -> None:
         if state != self.state:
@@ -239,4 +251,5 @@ class StreamSource:
             "width": self.info.width if self.info else None, "height": self.info.height if self.info else None,
             "fps": round(fps, 1) if fps else None, "bitrate_kbps": round(kbps) if kbps else None,
             "viewers": len(self.viewers), "reconnects": self.reconnects, "last_error": self.last_error,
+            "recording": self.recorder is not None,
         }

@@ -192,3 +192,24 @@ def test_candidates_are_rewritten_for_a_1to1_nat() -> None:
     out = advertise(sdp, {"10.0.0.5": "203.0.113.7"})
     assert "203.0.113.7 40000 typ host" in out and "10.0.0.5" not in out and "127.0.0.1 40001" in out
     assert advertise(sdp, {}) == sdp
+
+
+def test_recordings_are_pruned_by_size_and_age_never_the_current_one(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from media.recorder import RecordPolicy, Recorder
+
+    rec = Recorder("cam", tmp_path, RecordPolicy(segment_s=60, max_age_h=1, max_total_mb=0.25))
+    try:
+        now = time.time()
+        for i, age_h in enumerate((5, 0.5, 0.4, 0.3)):
+            f = tmp_path / f"cam-2026112{i}T000000Z.mp4"
+            f.write_bytes(b"x" * 100_000)
+            os.utime(f, (now - age_h * 3600, now - age_h * 3600))
+        rec._prune()  # noqa: SLF001
+        left = [f["name"] for f in rec.list()]
+        # the 5 h old one goes for age; then the oldest until <= 0.25 MB; the newest is kept
+        assert left == ["cam-20261122T000000Z.mp4", "cam-20261123T000000Z.mp4"]
+    finally:
+        rec.close()

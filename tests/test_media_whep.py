@@ -205,3 +205,31 @@ async def test_drone_announces_its_camera_and_the_gateway_relays_it(tmp_path: Pa
     finally:
         await gw.stop()
         ice.pin_addresses(None)
+
+
+async def test_recording_segments_by_remux_and_download(tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, seconds=4)
+    kit = write_kit(tmp_path / "kit.yaml", [], streams=[{"id": "cam-rec", "url": str(clip), "record": {"segment_s": 2}}],
+                    media={"ice_addresses": ["127.0.0.1"]})
+    gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
+    await gw.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+            await _wait_live(gw, client)
+            await asyncio.sleep(5.5)  # two GOPs of 2 s: at least two closed segments
+            listed = (await client.get("/api/v1/streams/cam-rec/recordings")).json()
+            assert len(listed) >= 2, listed
+            first = listed[0]
+            r = await client.get(f"/api/v1/streams/cam-rec/recordings/{first['name']}")
+            assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+            path = tmp_path / first["name"]
+            path.write_bytes(r.content)
+            with av.open(str(path)) as played:
+                frames = sum(1 for _ in played.decode(video=0))
+                assert played.streams.video[0].codec_context.name == "h264"
+            assert frames >= 50  # ~2 s at 30 fps, by remuxing only
+            assert (await client.get("/api/v1/streams/cam-rec/recordings/..%2Fetc.mp4")).status_code == 404
+    finally:
+        await gw.stop()
+        ice.pin_addresses(None)
