@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import av
 
 from media.annexb import ensure_parameter_sets, is_annexb, parameter_sets
+from media.audio import AudioPath
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class StreamInfo:
 OnInfo = Callable[[StreamInfo], None]
 OnPacket = Callable[[bytes, int | None, bool], None]  # Annex-B data, pts (90 kHz) or None, keyframe
 OnEnd = Callable[[str], None]  # why it ended
+OnAudio = Callable[[bytes, int, str], None]  # payload, pts in the codec's clock, "opus" | "PCMA" | "PCMU"
 
 
 def is_file_source(url: str) -> bool:
@@ -61,11 +63,14 @@ def _open_options(url: str, options: dict[str, str]) -> dict[str, str]:
 
 class IngestThread:
     def __init__(self, url: str, options: dict[str, str], loop: asyncio.AbstractEventLoop,
-                 on_info: OnInfo, on_packet: OnPacket, on_end: OnEnd, loop_file: bool = True) -> None:
+                 on_info: OnInfo, on_packet: OnPacket, on_end: OnEnd, loop_file: bool = True,
+                 on_audio: OnAudio | None = None) -> None:
         self.url = url
         self.options = _open_options(url, options)
         self.loop = loop
-        self.on_info, self.on_packet, self.on_end = on_info, on_packet, on_end
+        self.on_info, self.on_packet, self.on_end, self.on_audio = on_info, on_packet, on_end, on_audio
+        self.audio_codec: str | None = None  # what viewers get, once known
+        self.audio_source_codec: str | None = None
         self.pace = is_file_source(url)
         self.loop_file = loop_file and self.pace
         self._stop = threading.Event()
@@ -110,12 +115,23 @@ class IngestThread:
             rate = vs.average_rate or vs.guessed_rate
             self.loop.call_soon_threadsafe(self.on_info, StreamInfo(codec, cc.width, cc.height, float(rate) if rate else 0.0))
             tb = vs.time_base
+            audio = None
+            if self.on_audio is not None and container.streams.audio:
+                try:
+                    audio = AudioPath(container.streams.audio[0], self._audio_out)
+                    self.audio_codec, self.audio_source_codec = audio.out_codec, audio.source_codec
+                except (av.FFmpegError, ValueError) as exc:
+                    log.warning("%s: audio %s not usable (%s); video only", self.url, container.streams.audio[0].codec_context.name, exc)
             started = time.monotonic()
             first_pts: int | None = None
-            for packet in container.demux(vs):
+            streams = [vs] + ([container.streams.audio[0]] if audio else [])
+            for packet in container.demux(*streams):
                 if self._stop.is_set():
                     return
                 if packet.size == 0:
+                    continue
+                if audio is not None and packet.stream.type == "audio":
+                    audio.feed(packet)
                     continue
                 for p in (bsf.filter(packet) if bsf else [packet]):
                     pts = int(p.pts * tb * 90000) if p.pts is not None and tb else None
@@ -128,3 +144,7 @@ class IngestThread:
                     self.loop.call_soon_threadsafe(self.on_packet, data, pts, bool(p.is_keyframe))
         finally:
             container.close()
+
+    def _audio_out(self, data: bytes, pts: int, codec: str) -> None:
+        assert self.on_audio is not None
+        self.loop.call_soon_threadsafe(self.on_audio, data, pts, codec)

@@ -57,6 +57,7 @@ class Viewer:
         self.dropped = 0
         self.sent = 0
         self.closed = False
+        self.audio = AudioViewer()
 
     def offer(self, pkt: VideoPacket) -> None:
         if self._await_key:
@@ -79,6 +80,39 @@ class Viewer:
             self._ready.clear()
             await self._ready.wait()
         self.sent += 1
+        return self._queue.popleft()
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+        self.audio.close()
+
+
+@dataclass(frozen=True, slots=True)
+class AudioPacket:
+    data: bytes
+    pts: int  # in the codec's clock (48 kHz Opus, 8 kHz G.711)
+    codec: str
+
+
+class AudioViewer:
+    """A viewer's audio: bounded, oldest dropped when full (late audio is worse than a gap)."""
+
+    def __init__(self) -> None:
+        self._queue: deque[AudioPacket] = deque(maxlen=100)  # 2 s of 20 ms packets
+        self._ready = asyncio.Event()
+        self.closed = False
+
+    def offer(self, pkt: AudioPacket) -> None:
+        self._queue.append(pkt)
+        self._ready.set()
+
+    async def get(self) -> AudioPacket:
+        while not self._queue:
+            if self.closed:
+                raise ConnectionError("viewer closed")
+            self._ready.clear()
+            await self._ready.wait()
         return self._queue.popleft()
 
     def close(self) -> None:
@@ -127,6 +161,7 @@ class StreamSource:
         self._idle_handle: asyncio.TimerHandle | None = None
         self._transcoder: Transcoder | None = None
         self.source_codec: str | None = None
+        self.audio_codec: str | None = None
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
@@ -152,7 +187,8 @@ class StreamSource:
             while True:
                 self._set_state("connecting")
                 self._ended = loop.create_future()
-                self._ingest = IngestThread(self.cfg.url, self.cfg.options, loop, self._on_info, self._on_packet, self._on_end)
+                self._ingest = IngestThread(self.cfg.url, self.cfg.options, loop, self._on_info, self._on_packet,
+                                            self._on_end, on_audio=self._on_audio)
                 self._ingest.start()
                 backoff.connected()
                 reason = await self._ended
@@ -181,6 +217,12 @@ class StreamSource:
             self._transcoder.start()
             info = StreamInfo("h264", info.width, info.height, info.fps)
         self.info = info
+
+    def _on_audio(self, data: bytes, pts: int, codec: str) -> None:
+        self.audio_codec = codec
+        pkt = AudioPacket(data, pts, codec)
+        for v in self.viewers:
+            v.audio.offer(pkt)
 
     def _on_end(self, reason: str) -> None:
         if self._ended is not None and not self._ended.done():
@@ -247,7 +289,8 @@ class StreamSource:
         return {
             "id": self.cfg.id, "device": self.cfg.device, "state": self.state,
             "codec": self.info.codec if self.info else None, "source_codec": self.source_codec,
-            "transcoding": self._transcoder is not None,
+            "transcoding": self._transcoder is not None, "audio": self.audio_codec,
+            "audio_source": self._ingest.audio_source_codec if self._ingest else None,
             "width": self.info.width if self.info else None, "height": self.info.height if self.info else None,
             "fps": round(fps, 1) if fps else None, "bitrate_kbps": round(kbps) if kbps else None,
             "viewers": len(self.viewers), "reconnects": self.reconnects, "last_error": self.last_error,

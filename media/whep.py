@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from media.source import StreamSource, Viewer
-from media.track import PassthroughTrack
+from media.track import AudioPassthroughTrack, PassthroughTrack
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,11 @@ class WhepSessions:
             if mime == "video/H264":  # packetization-mode 1, as aiortc's packetizer produces
                 codecs = [c for c in codecs if c.parameters.get("packetization-mode") == "1"] or codecs
             transceiver.setCodecPreferences(codecs)
+            if "m=audio" in offer_sdp and stream.audio_codec:
+                audio = pc.addTransceiver(AudioPassthroughTrack(viewer.audio), direction="sendonly")
+                wanted = f"audio/{stream.audio_codec}"
+                audio.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("audio").codecs
+                                           if c.mimeType.lower() == wanted.lower()])
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             except (ValueError, KeyError, IndexError) as exc:

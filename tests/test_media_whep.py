@@ -22,8 +22,12 @@ from tests.helpers import write_kit
 W, H, FPS = 320, 240, 30
 
 
-def make_clip(path: Path, seconds: float = 4.0, gop_s: float = 2.0, codec: str = "libx264") -> None:
+def make_clip(path: Path, seconds: float = 4.0, gop_s: float = 2.0, codec: str = "libx264", audio: str | None = None) -> None:
     out = av.open(str(path), "w")
+    aus = None
+    if audio:
+        aus = out.add_stream(audio, rate=48000 if audio != "pcm_mulaw" else 8000)
+        aus.layout = "mono"
     gop = str(int(FPS * gop_s))
     options = ({"preset": "ultrafast", "tune": "zerolatency", "g": gop, "keyint_min": gop, "bf": "0"} if codec == "libx264"
                else {"preset": "ultrafast", "x265-params": f"keyint={gop}:min-keyint={gop}:bframes=0:log-level=error"})
@@ -39,6 +43,18 @@ def make_clip(path: Path, seconds: float = 4.0, gop_s: float = 2.0, codec: str =
             out.mux(pkt)
     for pkt in vs.encode(None):
         out.mux(pkt)
+    if aus is not None:  # a 440 Hz tone
+        rate = aus.codec_context.sample_rate
+        n = aus.codec_context.frame_size or 1024
+        for k in range(int(seconds * rate / n)):
+            t = (np.arange(n) + k * n) / rate
+            samples = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, k * n
+            for pkt in aus.encode(frame):
+                out.mux(pkt)
+        for pkt in aus.encode(None):
+            out.mux(pkt)
     out.close()
 
 
@@ -67,17 +83,22 @@ async def _wait_live(gw: Gateway, client: httpx.AsyncClient) -> dict:
     raise AssertionError(f"stream never went live: {streams}")
 
 
-async def _viewer(client: httpx.AsyncClient, stream: str = "cam-1") -> tuple[RTCPeerConnection, "asyncio.Queue[av.VideoFrame]", str]:
+async def _viewer(client: httpx.AsyncClient, stream: str = "cam-1", audio: "asyncio.Queue[av.AudioFrame] | None" = None
+                  ) -> tuple[RTCPeerConnection, "asyncio.Queue[av.VideoFrame]", str]:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly")
+    if audio is not None:
+        pc.addTransceiver("audio", direction="recvonly")
     frames: asyncio.Queue[av.VideoFrame] = asyncio.Queue()
 
     @pc.on("track")
     def _on_track(track) -> None:  # type: ignore[no-untyped-def]
+        target = frames if track.kind == "video" else audio
+
         async def pump() -> None:
             while True:
                 try:
-                    frames.put_nowait(await track.recv())
+                    target.put_nowait(await track.recv())  # type: ignore[union-attr]
                 except Exception:
                     return
         asyncio.ensure_future(pump())
@@ -230,6 +251,32 @@ async def test_recording_segments_by_remux_and_download(tmp_path: Path) -> None:
                 assert played.streams.video[0].codec_context.name == "h264"
             assert frames >= 50  # ~2 s at 30 fps, by remuxing only
             assert (await client.get("/api/v1/streams/cam-rec/recordings/..%2Fetc.mp4")).status_code == 404
+    finally:
+        await gw.stop()
+        ice.pin_addresses(None)
+
+
+@pytest.mark.parametrize(("audio_codec", "expected"), [("aac", "opus"), ("pcm_mulaw", "PCMU")])
+async def test_camera_audio_reaches_the_viewer(tmp_path: Path, audio_codec: str, expected: str) -> None:
+    clip = tmp_path / ("av.mp4" if audio_codec == "aac" else "av.mov")
+    make_clip(clip, audio=audio_codec)
+    kit = write_kit(tmp_path / "kit.yaml", [], streams=[{"id": "cam-av", "url": str(clip)}], media={"ice_addresses": ["127.0.0.1"]})
+    gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
+    await gw.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+            await _wait_live(gw, client)
+            await asyncio.sleep(0.5)
+            sound: asyncio.Queue[av.AudioFrame] = asyncio.Queue()
+            pc, frames, location = await _viewer(client, "cam-av", audio=sound)
+            await asyncio.wait_for(frames.get(), 10)
+            chunks = [await asyncio.wait_for(sound.get(), 10) for _ in range(20)]
+            loud = max(float(np.abs(c.to_ndarray()).max()) for c in chunks)
+            assert loud > 1000, "the tone came through, not silence"
+            stats = gw.media.get("cam-av").stats()
+            assert stats["audio"] == expected and stats["audio_source"] == audio_codec
+            await client.delete(location)
+            await pc.close()
     finally:
         await gw.stop()
         ice.pin_addresses(None)
