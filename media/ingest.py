@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -74,6 +76,7 @@ class IngestThread:
         self.pace = is_file_source(url)
         self.loop_file = loop_file and self.pace
         self._stop = threading.Event()
+        self._helper: subprocess.Popen[bytes] | None = None
         self._thread = threading.Thread(target=self._run, name=f"ingest:{url}", daemon=True)
 
     def start(self) -> None:
@@ -82,6 +85,9 @@ class IngestThread:
     def stop(self) -> None:
         """Ask the thread to end; it does at the next packet or read timeout."""
         self._stop.set()
+        helper = self._helper
+        if helper is not None and helper.poll() is None:
+            helper.kill()  # unblocks a read on its pipe
 
     def _run(self) -> None:
         reason = "ended"
@@ -98,9 +104,23 @@ class IngestThread:
         if not self._stop.is_set():
             self.loop.call_soon_threadsafe(self.on_end, reason)
 
-    def _read_once(self) -> None:
+    def _open(self) -> tuple[Any, subprocess.Popen[bytes] | None]:
+        if urlsplit(self.url).scheme == "srt":
+            # PyAV's FFmpeg has no libsrt: Debian's ffmpeg receives SRT and remuxes to MPEG-TS on a pipe.
+            ffmpeg = shutil.which("ffmpeg")
+            if ffmpeg is None:
+                raise ValueError("SRT sources need Debian's ffmpeg (apt install ffmpeg); PyAV's FFmpeg has no libsrt")
+            proc = subprocess.Popen([ffmpeg, "-hide_banner", "-loglevel", "error", "-fflags", "nobuffer",
+                                     "-i", self.url, "-c", "copy", "-f", "mpegts", "pipe:1"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            assert proc.stdout is not None
+            self._helper = proc
+            return av.open(proc.stdout, format="mpegts", timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S)), proc
         path = urlsplit(self.url).path if self.url.startswith("file:") else self.url
-        container: Any = av.open(path, options=self.options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+        return av.open(path, options=self.options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S)), None
+
+    def _read_once(self) -> None:
+        container, helper = self._open()
         try:
             if not container.streams.video:
                 raise ValueError("the source has no video stream")
@@ -144,6 +164,9 @@ class IngestThread:
                     self.loop.call_soon_threadsafe(self.on_packet, data, pts, bool(p.is_keyframe))
         finally:
             container.close()
+            if helper is not None:
+                helper.kill()
+                helper.wait()
 
     def _audio_out(self, data: bytes, pts: int, codec: str) -> None:
         assert self.on_audio is not None

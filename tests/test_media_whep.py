@@ -280,3 +280,34 @@ async def test_camera_audio_reaches_the_viewer(tmp_path: Path, audio_codec: str,
     finally:
         await gw.stop()
         ice.pin_addresses(None)
+
+
+async def test_srt_source_through_debian_ffmpeg(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import need_binary
+
+    ffmpeg = need_binary("ffmpeg")
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, seconds=20)
+    port = free_port(__import__("socket").SOCK_DGRAM)
+    sender = subprocess.Popen([ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
+                               "-c", "copy", "-f", "mpegts", f"srt://127.0.0.1:{port}?mode=listener"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kit = write_kit(tmp_path / "kit.yaml", [], streams=[{"id": "srt-cam", "url": f"srt://127.0.0.1:{port}?mode=caller"}],
+                    media={"ice_addresses": ["127.0.0.1"]})
+    gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
+    await gw.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+            info = await _wait_live(gw, client)
+            assert info["codec"] == "h264" and info["width"] == W
+            pc, frames, location = await _viewer(client, "srt-cam")
+            assert (await asyncio.wait_for(frames.get(), 10)).width == W
+            await client.delete(location)
+            await pc.close()
+    finally:
+        await gw.stop()
+        sender.kill()
+        sender.wait()
+        ice.pin_addresses(None)
