@@ -22,7 +22,7 @@ from gateway.bus import Bus
 from gateway.commands import CommandRouter
 from gateway.inbound import InboundCommands
 from gateway.kit import LoadedKit
-from gateway.model import Device, DeviceStateChanged, Event, StreamOffer, now_ms
+from gateway.model import Device, DeviceStateChanged, Event, StatusUpdate, StreamOffer, now_ms
 from gateway.mqtt_link import BrokerTarget, MqttLink
 from gateway.outbox import CLASS_NAMES, Outbox
 from gateway.registry import DeviceRegistry
@@ -67,7 +67,7 @@ class Gateway:
                           idle_close_s=s.idle_close_s, options=dict(s.options),
                           record=RecordPolicy(**s.record.model_dump()) if s.record else None) for s in self.kit.streams],
             ice_addresses=self.kit.media.ice_addresses, advertise=self.kit.media.advertise,
-            recordings=opts.data_dir / "recordings")
+            recordings=opts.data_dir / "recordings", on_change=self._stream_changed)
         for dev in self.registry.all():
             dev.streams = self.media.for_device(dev.id)
         self.bus.add_tap(self._stream_offered)
@@ -84,6 +84,13 @@ class Gateway:
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._drops_reported: dict[str, float] = {}
+
+    def _stream_changed(self, source: Any) -> None:
+        """A stream went live, connecting or offline: its device's status says so."""
+        device = source.cfg.device
+        if device and self.registry.get(device) is not None:
+            video = {sid: self.media.sources[sid].state for sid in self.media.for_device(device)}
+            self.bus.publish(StatusUpdate(device, now_ms(), {"video": video}))
 
     def _stream_offered(self, msg: object) -> list[Any] | None:
         """A device announced a stream of its own: relay it (unless the kit already names that URL)."""

@@ -223,6 +223,8 @@ async def test_drone_announces_its_camera_and_the_gateway_relays_it(tmp_path: Pa
             assert dev["streams"] == ["drone-1-video1"]
             info = await _wait_live(gw, client)
             assert info["id"] == "drone-1-video1" and info["device"] == "drone-1" and info["width"] == W
+            dev = (await client.get("/api/v1/devices/drone-1")).json()
+            assert dev["status"]["video"] == {"drone-1-video1": "live"}
     finally:
         await gw.stop()
         ice.pin_addresses(None)
