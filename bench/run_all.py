@@ -16,7 +16,8 @@ import time
 
 from bench._common import PYTHON, ROOT, machine_note
 
-BENCHMARKS = ["bench.mavlink_ingest", "bench.position_latency", "bench.gcs_routing"]
+BENCHMARKS = ["bench.mavlink_ingest", "bench.position_latency", "bench.gcs_routing", "bench.outbox_enqueue",
+              "bench.outbox_replay"]
 
 
 def main(argv: list[str] | None = None) -> int:

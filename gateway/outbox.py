@@ -61,6 +61,7 @@ class _Class:
     tail_id: int = 0  # rows of this class with a higher id are on disk only while `spilled`
     spilled: bool = False
     spill_gen: int = 0
+    paging: asyncio.Task[None] | None = None
     rows: int = 0
     bytes: int = 0
     dropped: int = 0
@@ -94,6 +95,7 @@ class Outbox:
         self._wake_writer = asyncio.Event()
         self._ready = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -145,13 +147,15 @@ class Outbox:
         loop = asyncio.get_running_loop()
         last_commit = 0.0
         while True:
+            if self._closing and not self._pending and not self._acked and not self._seqs_dirty:
+                return
             try:
                 await asyncio.wait_for(self._wake_writer.wait(), 0.05)  # acks are deleted at least every 50 ms
             except TimeoutError:
-                if not self._acked and not self._unwritten:
+                if not self._acked and not self._unwritten and not self._closing:
                     continue
             self._wake_writer.clear()
-            if loop.time() - last_commit < BUSY_WITHIN_S:
+            if loop.time() - last_commit < BUSY_WITHIN_S and not self._closing:
                 await asyncio.sleep(GATHER_S)  # under load: let a few more messages share this commit
             batch, self._pending = self._pending, []
             retry = [i for i in self._unwritten.values()]
@@ -161,6 +165,8 @@ class Outbox:
                 await self._run(self._store.commit, [i.row for i in retry + batch], deletes, seqs)
             except DiskFull as exc:
                 self._disk_refused(batch, deletes, seqs, str(exc))
+                if self._closing:
+                    return
                 await asyncio.sleep(backoff.next_delay())
                 continue
             last_commit = loop.time()
@@ -207,9 +213,13 @@ class Outbox:
                 if c.ready:
                     item = c.ready.popleft()
                     self._inflight[item.row.id] = item
+                    if c.spilled and len(c.ready) < PAGE // 2 and c.paging is None:
+                        c.paging = asyncio.get_running_loop().create_task(self._page_in(cls, c))  # read ahead
                     return item
                 if c.spilled:
-                    await self._page_in(cls, c)
+                    if c.paging is None:
+                        c.paging = asyncio.get_running_loop().create_task(self._page_in(cls, c))
+                    await asyncio.shield(c.paging)
                     if c.ready:
                         break
             else:
@@ -218,14 +228,19 @@ class Outbox:
 
     async def _page_in(self, cls: int, c: _Class) -> None:
         assert self._store is not None
-        gen = c.spill_gen
-        rows: list[Row] = await self._run(self._store.page, cls, c.tail_id, PAGE)
-        for row in rows:
-            if row.id not in self._inflight and row.id > c.tail_id:
-                c.ready.append(Item(row, replayed=True))
-                c.tail_id = row.id
-        if len(rows) < PAGE and c.spill_gen == gen:
-            c.spilled = False
+        try:
+            gen = c.spill_gen
+            rows: list[Row] = await self._run(self._store.page, cls, c.tail_id, PAGE)
+            for row in rows:
+                if row.id not in self._inflight and row.id > c.tail_id:
+                    c.ready.append(Item(row, replayed=True))
+                    c.tail_id = row.id
+            if len(rows) < PAGE and c.spill_gen == gen:
+                c.spilled = False
+            if rows:
+                self._ready.set()
+        finally:
+            c.paging = None
 
     def acked(self, item: Item) -> None:
         if self._inflight.pop(item.row.id, None) is None:
@@ -330,14 +345,18 @@ class Outbox:
                 "thinned": self.thinned, "sent": self.sent, "disk_full": self.disk_full}
 
     async def close(self) -> None:
+        """Commit everything put so far, then close. The writer is asked to finish, never cancelled
+        mid-commit (a cancelled wait would lose the batch it had taken)."""
         if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
-        if self._store is not None:
-            batch, self._pending = self._pending, []
+            self._closing = True
+            self._wake_writer.set()
             try:
-                await self._run(self._store.commit, [i.row for i in batch], self._acked, self._seqs_dirty)
-            except Exception as exc:  # shutting down: say what could not be saved
-                log.error("outbox: final commit failed (%s); %d messages not saved", exc, len(batch))
+                await asyncio.wait_for(asyncio.shield(self._writer), 10.0)
+            except TimeoutError:
+                log.error("outbox: the writer did not finish within 10 s; %d messages not saved", len(self._pending))
+                self._writer.cancel()
+            except Exception as exc:
+                log.error("outbox: the writer failed while closing: %s", exc)
+        if self._store is not None:
             await self._run(self._store.close)
         self._pool.shutdown(wait=True)

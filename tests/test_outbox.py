@@ -210,3 +210,18 @@ async def test_disk_full_keeps_urgent_in_memory_and_sends_it(tmp_path: Path) -> 
     assert ob.disk_full is None
     assert (await _drain(ob, 1))[0].row.payload == _payload(999)
     await ob.close()
+
+
+async def test_close_right_after_a_burst_saves_every_message(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    ob = Outbox(path)
+    await ob.open()
+    for burst in range(4):
+        for i in range(2000):
+            ob.put("t", _payload(burst * 2000 + i), POSITIONS, "d")
+        await asyncio.sleep(0)  # the writer takes a batch and starts its commit …
+    await ob.close()  # … and closing at once must not lose it
+    ob2 = Outbox(path)
+    await ob2.open()
+    assert ob2.stats()["messages"] == 8000
+    await ob2.close()
