@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 DEMO_KIT = PROJECT_ROOT / "field_kits" / "demo.yaml"
 # simulator kind → module with main(argv) (hil/ imports nothing of the gateway)
-SIMULATORS: dict[str, str] = {"uav": "hil.uav", "link": "hil.link"}
+SIMULATORS: dict[str, str] = {"uav": "hil.uav", "link": "hil.link", "camera": "hil.camera"}
 
 
 async def _start_simulators(loaded: LoadedKit) -> list[asyncio.subprocess.Process]:
@@ -59,6 +59,7 @@ async def run_demo(loaded: LoadedKit, data_dir: Path | None, http_port: int, mqt
         info = {
             "health": f"http://127.0.0.1:{gw.http_port}/api/v1/health",
             "api": f"http://127.0.0.1:{gw.http_port}/api/v1/devices",
+            "video": [f"http://127.0.0.1:{gw.http_port}/player.html?stream={sid}" for sid in gw.media.sources],
             "mqtt": gw.broker_url,
             "mqtt_root": gw.topics.root,
             "ground_station": gcs,
@@ -68,6 +69,7 @@ async def run_demo(loaded: LoadedKit, data_dir: Path | None, http_port: int, mqt
         print(f"fieldgw demo is running (Ctrl-C stops everything):\n"
               f"  health    {info['health']}\n"
               f"  devices   {info['api']}\n"
+              + "".join(f"  video     {url}\n" for url in info["video"]) +
               f"  MQTT      {info['mqtt']}  try: mosquitto_sub -p {gw.uplinks.uplinks[0].link.target.port} -t '{gw.topics.root}/#' -v\n"
               f"  GCS       drones routed to {gcs} (QGroundControl listens there)\n"
               f"  data      {data_dir}\n"

@@ -47,6 +47,12 @@ def test_demo_runs_everything_and_stops_everything(broker: str, tmp_path: Path, 
                 probe.wait(lambda t, p, d=dev: t.endswith(f"{d}/position") and p["fix"] == "3d", 10, f"{dev} position")
         finally:
             probe.close()
+        # video: the dome camera, the body-worn transmitter and the drone's own camera (announced over MAVLink)
+        def streams_live() -> bool:
+            listed = {st["id"]: st["state"] for st in httpx.get(base + "/api/v1/streams").json()}
+            return all(listed.get(k) == "live" for k in ("dome-1", "bodycam-1", "drone-1-video1"))
+        wait_for(streams_live, 25, "demo streams live")
+        assert httpx.get(base + "/api/v1/streams/dome-1/snapshot.jpg", timeout=10).headers["content-type"] == "image/jpeg"
         info = json.loads((tmp_path / "data" / "demo.json").read_text())
         assert info["mqtt_root"] == "fieldgw/v1/demo"
         t0 = time.monotonic()
