@@ -1,0 +1,611 @@
+"""Video relay: fieldgw's WHEP relay vs Janus (streaming plugin), fed the same 720p30 H.264 camera, in one run.
+
+Processes (all on 127.0.0.1; server on core 0, everything else on core 1):
+
+  camera   `python -m hil.camera rtsp` 1280x720 30 fps ~2 Mbit/s, GOP 2 s, a stamp SEI
+           (frame counter, send wall time in µs) in every access unit
+  fieldgw  `python -m gateway.cli run KIT` with one passthrough stream from the camera's RTSP URL,
+           `media: {ice_addresses: [127.0.0.1]}`
+  janus    Debian's janus, private config (bench/_janus.py): mountpoint 1 default join behaviour,
+           mountpoint 2 `videobufferkf = true`; fed by one `ffmpeg -i rtsp://camera -c copy -f rtp`
+           (no re-encode: the very same access units, SEI included)
+  agent    this file's `agent` subcommand: aiortc viewers (WHEP for fieldgw, the Janus HTTP API for
+           Janus). Viewers do not decode (aiortc's decoder thread is replaced): each encoded frame the
+           jitter buffer releases is counted and its SEI stamp read; one viewer (the first) decodes,
+           for the decoded latency and for the time to first decoded frame.
+
+Measured:
+  1. server CPU-s per s at 0, 1, 4, 16 viewers; marginal ms/s per viewer above the 0-viewer
+     ingest cost; RATIO fieldgw/Janus (target <= 1.5)
+  2. fieldgw latency from the camera's send stamp to: the frame's last RTP packet at the viewer
+     (`arrive`), aiortc's jitter buffer releasing it (`release`, waits for the next frame's first
+     packet, ~1 frame), decoded (`decoded`, viewer 0 only); p50/p95 at 1 and 16 viewers
+     (target: decoded p95 <= 30 ms; reported with and without aiortc's hold)
+  3. time to first decoded frame for a viewer joining at a random moment in the GOP, from sending
+     the viewer's SDP (WHEP offer / Janus answer): fieldgw, Janus default, Janus videobufferkf
+     (target fieldgw median <= 100 ms, p95 <= 250 ms)
+  4. (not with --quick) H.265 640x360 camera, stream mode auto (transcoded once): fieldgw CPU with
+     1 and 8 viewers (target 8 <= 1.2 x 1)
+
+    .venv/bin/python -m bench.video_relay [--quick] [--window S] [--joins N] [--no-h265]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._common import (
+    PYTHON,
+    ROOT,
+    GatewayProcess,
+    cpu_seconds,
+    machine_note,
+    percentile,
+    stop_process,
+    write_kit,
+)
+
+SERVER_CPU, OTHER_CPU = 0, 1
+TARGET_RATIO = 1.5
+TARGET_LAT_P95_MS = 30.0
+TARGET_TTFF_MEDIAN_MS, TARGET_TTFF_P95_MS = 100.0, 250.0
+TARGET_TRANSCODE = 1.2
+
+
+# ======================================================================================
+# the viewer agent (its own process, core 1)
+# ======================================================================================
+class _V:
+    """One viewer's counters, written by aiortc's (replaced) decoder thread."""
+
+    def __init__(self, decode: bool) -> None:
+        self.decode = decode
+        self.released = 0
+        self.first_decoded: float | None = None
+        self.records: list[tuple[float, float | None, float, float | None]] = []  # send, arrive, release, decoded
+        self.arrivals: dict[int, float] = {}
+        self.connected: float | None = None
+        self.ts0: int | None = None
+
+
+_BY_QUEUE: dict[int, _V] = {}
+
+
+def _patch_aiortc() -> None:
+    import av
+    import aiortc.rtcrtpreceiver as rr
+    from aiortc.codecs import get_decoder
+
+    from hil.camera.sei import find_stamp
+
+    orig_handle = rr.RTCRtpReceiver._handle_rtp_packet
+
+    async def handle(self: Any, packet: Any, arrival_time_ms: int) -> None:
+        v = _BY_QUEUE.get(id(self._RTCRtpReceiver__decoder_queue))
+        if v is not None and v.ts0 is None:
+            v.ts0 = packet.timestamp
+        if packet.marker:
+            v = _BY_QUEUE.get(id(self._RTCRtpReceiver__decoder_queue))
+            if v is not None:
+                if v.ts0 is None:
+                    v.ts0 = packet.timestamp
+                # aiortc hands the decoder timestamps relative to the first packet's
+                v.arrivals[(packet.timestamp - v.ts0) & 0xFFFFFFFF] = time.time()
+                if len(v.arrivals) > 300:
+                    v.arrivals.pop(next(iter(v.arrivals)))
+        await orig_handle(self, packet, arrival_time_ms)
+
+    def worker(loop: Any, input_q: Any, output_q: Any, decode_error: Any) -> None:
+        v = _BY_QUEUE.get(id(input_q))
+        decoder = None
+        while True:
+            task = input_q.get()
+            if task is None:
+                asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
+                break
+            codec, frame = task
+            t_rel = time.time()
+            if v is None:
+                continue
+            v.released += 1
+            t_dec = None
+            if v.decode:
+                if decoder is None:
+                    decoder = get_decoder(codec)
+                try:
+                    out = decoder.decode(frame)
+                except av.FFmpegError:
+                    out = []
+                if out:
+                    t_dec = time.time()
+                    if v.first_decoded is None:
+                        v.first_decoded = t_dec
+            stamp = find_stamp(frame.data)
+            if stamp is not None:
+                v.records.append((stamp[1] / 1e6, v.arrivals.pop(frame.timestamp, None), t_rel, t_dec))
+
+    rr.RTCRtpReceiver._handle_rtp_packet = handle
+    rr.decoder_worker = worker
+
+
+class _Viewer:
+    def __init__(self, decode: bool) -> None:
+        from aiortc import RTCConfiguration, RTCPeerConnection
+
+        self.v = _V(decode)
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.close_cb: Any = None
+
+        @self.pc.on("connectionstatechange")
+        def _state() -> None:
+            if self.pc.connectionState == "connected" and self.v.connected is None:
+                self.v.connected = time.time()
+
+    def _register(self) -> None:
+        for t in self.pc.getTransceivers():
+            _BY_QUEUE[id(t.receiver._RTCRtpReceiver__decoder_queue)] = self.v
+
+    async def whep(self, http: Any, base: str) -> float:
+        from aiortc import RTCSessionDescription
+
+        self.pc.addTransceiver("video", direction="recvonly")
+        self._register()
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        t0 = time.time()
+        r = await http.post(base + "/api/v1/streams/cam/whep", content=self.pc.localDescription.sdp,
+                            headers={"Content-Type": "application/sdp"})
+        r.raise_for_status()
+        location = r.headers["location"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(r.text, "answer"))
+
+        async def close() -> None:
+            try:
+                await http.delete(base + location if location.startswith("/") else location)
+            except Exception:
+                pass
+        self.close_cb = close
+        return t0
+
+    async def janus(self, http: Any, base: str, mount: int) -> float:
+        from aiortc import RTCSessionDescription
+
+        def tx() -> str:
+            return f"{random.getrandbits(48):x}"
+        sid = (await http.post(base, json={"janus": "create", "transaction": tx()})).json()["data"]["id"]
+        hid = (await http.post(f"{base}/{sid}", json={"janus": "attach", "plugin": "janus.plugin.streaming",
+                                                      "transaction": tx()})).json()["data"]["id"]
+        offer: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+
+        async def poll() -> None:
+            while True:
+                try:
+                    r = await http.get(f"{base}/{sid}?maxev=10&rid={int(time.time() * 1000)}", timeout=40)
+                    evs = r.json()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    await asyncio.sleep(0.2)
+                    continue
+                for ev in evs if isinstance(evs, list) else [evs]:
+                    if "jsep" in ev and not offer.done():
+                        offer.set_result(ev["jsep"])
+        poller = asyncio.ensure_future(poll())
+        await http.post(f"{base}/{sid}/{hid}", json={"janus": "message", "transaction": tx(),
+                                                      "body": {"request": "watch", "id": mount}})
+        jsep = await asyncio.wait_for(offer, 10)
+        await self.pc.setRemoteDescription(RTCSessionDescription(jsep["sdp"], "offer"))
+        self._register()
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        t0 = time.time()
+        await http.post(f"{base}/{sid}/{hid}", json={"janus": "message", "transaction": tx(), "body": {"request": "start"},
+                                                     "jsep": {"type": "answer", "sdp": self.pc.localDescription.sdp,
+                                                              "trickle": False}})
+
+        async def close() -> None:
+            poller.cancel()
+            try:
+                await http.post(f"{base}/{sid}", json={"janus": "destroy", "transaction": tx()})
+            except Exception:
+                pass
+        self.close_cb = close
+        return t0
+
+    async def close(self) -> None:
+        if self.close_cb is not None:
+            await self.close_cb()
+        await self.pc.close()
+
+
+async def _agent_main() -> int:
+    import httpx
+
+    from media import ice
+
+    ice.pin_addresses(["127.0.0.1"])  # the viewer side offers loopback only, too
+    _patch_aiortc()
+    viewers: list[_Viewer] = []
+    http = httpx.AsyncClient(timeout=15, limits=httpx.Limits(max_connections=200))
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    async def start(cmd: dict, decode: bool) -> tuple[_Viewer, float]:
+        viewer = _Viewer(decode)
+        if cmd["target"] == "fieldgw":
+            t0 = await viewer.whep(http, cmd["base"])
+        else:
+            t0 = await viewer.janus(http, cmd["base"], cmd.get("mount", 1))
+        return viewer, t0
+
+    def reply(obj: Any) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        cmd = json.loads(line)
+        op = cmd["op"]
+        try:
+            if op == "nodecode":
+                for v in viewers:
+                    v.v.decode = False
+                reply({"ok": True})
+            elif op == "add":
+                new = [await start(cmd, decode=(cmd.get("decode", False) and not viewers and i == 0))
+                       for i in range(cmd["n"])]
+                viewers += [v for v, _ in new]
+                deadline = time.time() + 15
+                while time.time() < deadline and any(v.v.released == 0 for v in viewers):
+                    await asyncio.sleep(0.05)
+                reply({"ok": True, "viewers": len(viewers), "silent": sum(v.v.released == 0 for v in viewers)})
+            elif op == "reset":
+                for v in viewers:
+                    v.v.released = 0
+                    v.v.records.clear()
+                reply({"ok": True})
+            elif op == "stats":
+                reply({"released": [v.v.released for v in viewers],
+                       "records": [r for v in viewers for r in v.v.records],
+                       "decoded": [r for r in (viewers[0].v.records if viewers else []) if r[3] is not None]})
+            elif op == "close":
+                await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
+                for v in viewers:
+                    _BY_QUEUE.pop(next((k for k, x in _BY_QUEUE.items() if x is v.v), -1), None)
+                viewers = []
+                reply({"ok": True})
+            elif op == "join":
+                for _ in range(100):
+                    try:
+                        viewer, t0 = await start(cmd, decode=True)
+                        break
+                    except httpx.HTTPStatusError as exc:  # 409: the stream is reconnecting
+                        if exc.response.status_code != 409:
+                            raise
+                        await asyncio.sleep(0.1)
+                deadline = time.time() + 8
+                while time.time() < deadline and viewer.v.first_decoded is None:
+                    await asyncio.sleep(0.002)
+                first, conn = viewer.v.first_decoded, viewer.v.connected
+                await viewer.close()
+                reply({"ttff_ms": (first - t0) * 1000 if first else None,
+                       "connect_ms": (conn - t0) * 1000 if conn else None})
+            elif op == "quit":
+                reply({"ok": True})
+                break
+        except Exception as exc:  # report, keep serving
+            reply({"error": f"{type(exc).__name__}: {exc}"})
+    await http.aclose()
+    return 0
+
+
+# ======================================================================================
+# the orchestrator
+# ======================================================================================
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of `pid` onto one core (threads started later inherit it from their creator)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            os.sched_setaffinity(int(tid), {cpu})
+        except OSError:
+            pass
+
+
+class Agent:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(["taskset", "-c", str(OTHER_CPU), PYTHON, "-m", "bench.video_relay", "agent"],
+                                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def __call__(self, **cmd: Any) -> dict:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("viewer agent died")
+        out = json.loads(line)
+        if "error" in out:
+            raise RuntimeError(f"agent: {out['error']}")
+        return out
+
+    def stop(self) -> None:
+        try:
+            self(op="quit")
+        except Exception:
+            pass
+        stop_process(self.proc)
+
+
+def camera(*args: str) -> tuple[subprocess.Popen[bytes], dict]:
+    proc = subprocess.Popen(["taskset", "-c", str(OTHER_CPU), PYTHON, "-m", "hil.camera", "rtsp", "--listen",
+                             "127.0.0.1:0", "--print-port", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    return proc, json.loads(proc.stdout.readline())
+
+
+def gateway(tmp: Path, name: str, stream: dict) -> GatewayProcess:
+    kit = write_kit(tmp / f"{name}.yaml", [], streams=[stream], media={"ice_addresses": ["127.0.0.1"]})
+    gw = GatewayProcess(kit, tmp / f"{name}-data")
+    pin(gw.proc.pid, SERVER_CPU)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        st = gw.get_json("/api/v1/streams")
+        if st and st[0]["state"] == "live":
+            pin(gw.proc.pid, SERVER_CPU)  # the ingest thread too
+            return gw
+        time.sleep(0.2)
+    gw.stop()
+    raise TimeoutError(f"stream never went live: {st}")
+
+
+def measure_cpu(pid: int, window: float) -> float:
+    c0, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(window)
+    return (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+
+
+def cpu_series(agent: Agent, pid: int, counts: list[int], window: float, settle: float,
+               others: list[subprocess.Popen[Any]], **target: Any
+               ) -> tuple[list[dict], dict[int, dict]]:
+    rows: list[dict] = []
+    lat: dict[int, dict] = {}
+    have = 0
+    for n in counts:
+        if n > have:
+            if n > 4:
+                agent(op="nodecode")  # the viewer core cannot decode 720p and receive 16 streams
+            r = agent(op="add", n=n - have, decode=True, **target)
+            have = n
+            if r["silent"]:
+                print(f"  warning: {r['silent']} of {n} viewers got no frame", flush=True)
+        time.sleep(settle)
+        agent(op="reset")
+        t0 = time.monotonic()
+        a0 = cpu_seconds(agent.proc.pid)
+        o0 = {p.pid: cpu_seconds(p.pid) for p in others}
+        cpu = measure_cpu(pid, window)
+        agent_cpu = (cpu_seconds(agent.proc.pid) - a0) / (time.monotonic() - t0)
+        others_cpu = sum(cpu_seconds(p.pid) - o0[p.pid] for p in others) / (time.monotonic() - t0)
+        st = agent(op="stats")
+        span = time.monotonic() - t0
+        fps = [x / span for x in st["released"]]
+        rows.append({"n": n, "cpu": cpu, "agent_cpu": agent_cpu, "others_cpu": others_cpu, "fps_min": min(fps) if fps else None,
+                     "fps_mean": sum(fps) / len(fps) if fps else None})
+        lat[n] = st
+    agent(op="close")
+    return rows, lat
+
+
+def marginal(rows: list[dict]) -> dict[int, float]:
+    base = rows[0]["cpu"]
+    return {r["n"]: (r["cpu"] - base) / r["n"] * 1000 for r in rows if r["n"]}
+
+
+def print_cpu(name: str, rows: list[dict]) -> None:
+    m = marginal(rows)
+    for r in rows:
+        per = f", {m[r['n']]:.1f} ms/s per viewer (marginal)" if r["n"] else " (ingest only)"
+        fps = f", viewer fps min {r['fps_min']:.1f} mean {r['fps_mean']:.1f}" if r["fps_min"] is not None else ""
+        fps += f" [core 1: viewers {r['agent_cpu']:.2f}, camera+feed {r['others_cpu']:.2f} CPU-s/s]"
+        print(f"  {name:8s} {r['n']:2d} viewers: {r['cpu']:.3f} CPU-s/s{per}{fps}", flush=True)
+
+
+def lat_summary(st: dict) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"arrive": [], "release": [], "hold": [], "decoded": [], "decoded_minus_hold": []}
+    for send, arr, rel, _ in st["records"]:
+        out["release"].append((rel - send) * 1000)
+        if arr is not None:
+            out["arrive"].append((arr - send) * 1000)
+            out["hold"].append((rel - arr) * 1000)
+    for send, arr, rel, dec in st["decoded"]:
+        out["decoded"].append((dec - send) * 1000)
+        if arr is not None:
+            out["decoded_minus_hold"].append((dec - rel + arr - send) * 1000)
+    return out
+
+
+def pq(values: list[float]) -> str:
+    if not values:
+        return "n=0"
+    return f"p50 {percentile(values, 50):.1f} ms, p95 {percentile(values, 95):.1f} ms (n={len(values)})"
+
+
+def joins(agent: Agent, n: int, gop_s: float, **target: Any) -> tuple[list[float], list[float], int]:
+    ttff, conn, failed = [], [], 0
+    for _ in range(n):
+        time.sleep(random.uniform(0.05, gop_s))
+        r = agent(op="join", **target)
+        if r["ttff_ms"] is None:
+            failed += 1
+        else:
+            ttff.append(r["ttff_ms"])
+        if r["connect_ms"] is not None:
+            conn.append(r["connect_ms"])
+    return ttff, conn, failed
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench import _janus
+
+    t_start = time.monotonic()
+    print(f"video relay benchmark ({machine_note()}){' --quick' if args.quick else ''}", flush=True)
+    counts = [0, 1, 4] if args.quick else [0, 1, 4, 16]
+    window, settle = args.window, (1.0 if args.quick else 2.0)
+    procs: list[subprocess.Popen[Any]] = []
+    gw = janus = agent = None
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-video-") as td:
+        tmp = Path(td)
+        try:
+            cam, info = camera("--width", "1280", "--height", "720", "--fps", "30", "--bitrate-kbps", "2000",
+                               "--gop-s", "2")
+            procs.append(cam)
+            url = info["rtsp"]
+            print(f"camera: {url} 1280x720 30 fps 2000 kbit/s GOP 2 s (hil.camera, SEI stamps)", flush=True)
+            gw = gateway(tmp, "h264", {"id": "cam", "url": url, "mode": "passthrough"})
+            why_not = _janus.available()
+            if why_not is None:
+                try:
+                    janus = _janus.Janus(tmp)
+                    feed = subprocess.Popen(["taskset", "-c", str(OTHER_CPU), *janus.feed_args(url)],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    procs.append(feed)
+                except Exception as exc:
+                    why_not, janus = f"janus failed to start: {exc}", None
+            if why_not:
+                print(f"JANUS NOT MEASURED: {why_not}", flush=True)
+            agent = Agent()
+            time.sleep(1.0)
+            fg = {"target": "fieldgw", "base": gw.base}
+
+            # 1. CPU per viewer (+ 2. latency, collected during the same windows)
+            print("\n1. server CPU (server pinned to core 0; camera, feed and viewers on core 1), "
+                  f"{window:.0f} s windows", flush=True)
+            rows_f, lat_f = cpu_series(agent, gw.proc.pid, counts, window, settle, procs, **fg)
+            print_cpu("fieldgw", rows_f)
+            rows_j: list[dict] = []
+            if janus is not None:
+                rows_j, _ = cpu_series(agent, janus.proc.pid, counts, window, settle, procs, target="janus",
+                                       base=janus.base, mount=1)
+                print_cpu("janus", rows_j)
+            mf = marginal(rows_f)
+            mj = marginal(rows_j) if rows_j else {}
+            top = counts[-1]
+
+            print("\n2. fieldgw latency from the camera's SEI send stamp (same host clock)", flush=True)
+            for n in (1, top):
+                s = lat_summary(lat_f[n])
+                print(f"  {n:2d} viewers  arrive (last RTP packet at viewer): {pq(s['arrive'])}", flush=True)
+                print(f"  {n:2d} viewers  aiortc hold (arrive -> jitter buffer release): {pq(s['hold'])}", flush=True)
+                print(f"  {n:2d} viewers  release (decoder input): {pq(s['release'])}", flush=True)
+                print(f"  {n:2d} viewers  decoded (viewer 0): {pq(s['decoded'])}", flush=True)
+                print(f"  {n:2d} viewers  decoded without aiortc's hold (viewer 0): {pq(s['decoded_minus_hold'])}",
+                      flush=True)
+                results[f"lat{n}"] = s
+
+            # 3. time to first decoded frame
+            nj = args.joins
+            print(f"\n3. time to first decoded frame, {nj} joins each at random moments of the 2 s GOP "
+                  "(from sending the viewer's SDP)", flush=True)
+            tt: dict[str, tuple[list[float], list[float], int]] = {}
+            tt["fieldgw"] = joins(agent, nj, 2.0, **fg)
+            if janus is not None:
+                tt["janus default"] = joins(agent, nj, 2.0, target="janus", base=janus.base, mount=1)
+                tt["janus videobufferkf"] = joins(agent, nj, 2.0, target="janus", base=janus.base, mount=2)
+            for name, (t, c, failed) in tt.items():
+                if t:
+                    print(f"  {name:20s} median {percentile(t, 50):.0f} ms, p95 {percentile(t, 95):.0f} ms, "
+                          f"min {min(t):.0f}, max {max(t):.0f} (n={len(t)}, no frame in 8 s: {failed}); "
+                          f"ICE+DTLS connected median {percentile(c, 50):.0f} ms", flush=True)
+                else:
+                    print(f"  {name:20s} no decoded frame in {failed} joins", flush=True)
+
+            # 4. H.265 transcoding
+            rows_t: list[dict] = []
+            if not args.quick and not args.no_h265:
+                gw.stop()
+                gw = None
+                cam265, info265 = camera("--codec", "h265", "--width", "640", "--height", "360", "--fps", "30")
+                procs.append(cam265)
+                gw = gateway(tmp, "h265", {"id": "cam", "url": info265["rtsp"], "mode": "auto"})
+                print("\n4. H.265 640x360 camera, mode auto (one transcoder for all viewers): fieldgw CPU", flush=True)
+                rows_t, _ = cpu_series(agent, gw.proc.pid, [0, 1, 8], window, settle, [cam265], target="fieldgw",
+                                       base=gw.base)
+                print_cpu("fieldgw", rows_t)
+
+            # summary
+            print(flush=True)
+            for n in counts[1:]:
+                if n in mj:
+                    print(f"RATIO fieldgw/janus marginal CPU per viewer at {n:2d} viewers = {mf[n] / mj[n]:.2f} "
+                          f"({mf[n]:.1f} vs {mj[n]:.1f} ms/s; target <= {TARGET_RATIO})", flush=True)
+                else:
+                    print(f"fieldgw marginal CPU per viewer at {n} viewers = {mf[n]:.1f} ms/s "
+                          "(no Janus in this run; janus-peer.md measured 12.0 / 7.25 / 7.75 ms/s at 1 / 4 / 16)")
+            for n in (1, top):
+                s_ = results[f"lat{n}"]
+                if s_["arrive"]:
+                    print(f"fieldgw latency p95 at {n:2d} viewers: arrive {percentile(s_['arrive'], 95):.1f} ms, "
+                          f"aiortc release {percentile(s_['release'], 95):.1f} ms"
+                          + (f", decoded {percentile(s_['decoded'], 95):.1f} ms" if s_["decoded"] else "")
+                          + f" (target decoded <= {TARGET_LAT_P95_MS:.0f})")
+            t = tt["fieldgw"][0]
+            if t:
+                print(f"fieldgw time to first frame median {percentile(t, 50):.0f} ms / p95 {percentile(t, 95):.0f} ms "
+                      f"(target <= {TARGET_TTFF_MEDIAN_MS:.0f} / {TARGET_TTFF_P95_MS:.0f})")
+                for name in ("janus default", "janus videobufferkf"):
+                    if name in tt and tt[name][0]:
+                        print(f"RATIO fieldgw/{name} time to first frame median = "
+                              f"{percentile(t, 50) / percentile(tt[name][0], 50):.2f}")
+            if rows_t:
+                c1 = rows_t[1]["cpu"]
+                c8 = rows_t[2]["cpu"]
+                print(f"RATIO fieldgw H.265 transcode CPU 8 viewers / 1 viewer = {c8 / c1:.2f} "
+                      f"({c8:.3f} vs {c1:.3f} CPU-s/s; target <= {TARGET_TRANSCODE})")
+            print(f"took {time.monotonic() - t_start:.0f} s")
+        finally:
+            if agent is not None:
+                agent.stop()
+            if gw is not None:
+                gw.stop()
+            for p in procs:
+                stop_process(p)
+            if janus is not None:
+                janus.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["agent"]:
+        return asyncio.run(_agent_main())
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: 0/1/4 viewers, 2 s windows, 5 joins, no H.265")
+    ap.add_argument("--window", type=float, help="CPU window per viewer count, seconds (default 6; quick 2)")
+    ap.add_argument("--joins", type=int, help="joins per server for time to first frame (default 20; quick 5)")
+    ap.add_argument("--no-h265", action="store_true", help="skip the H.265 transcoding part")
+    args = ap.parse_args(argv)
+    args.window = args.window or (2.0 if args.quick else 6.0)
+    args.joins = args.joins or (5 if args.quick else 20)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
