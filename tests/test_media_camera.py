@@ -85,3 +85,24 @@ async def test_body_worn_transmitter_over_udp_mpegts(tmp_path: Path, processes: 
         ice.pin_addresses(None)
         for p in processes:
             stop_process(p)
+
+
+async def test_rtmp_push_into_a_listening_stream(tmp_path: Path, processes: list) -> None:
+    """A transmitter that pushes RTMP (FLV: AVCC H.264, converted to Annex-B by the relay)."""
+    port = free_port()
+    gw = await _gateway(tmp_path, [{"id": "pusher-1", "url": f"rtmp://127.0.0.1:{port}/live/pusher-1",
+                                    "options": {"listen": "1", "analyzeduration": "500000"}}])
+    try:
+        await asyncio.sleep(0.5)  # the gateway listens before the transmitter dials in
+        tx, _ = _camera("ts", "--rtmp", f"rtmp://127.0.0.1:{port}/live/pusher-1")
+        processes.append(tx)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+            live = await _wait_live(gw, client)
+            assert live["width"] == W and live["codec"] == "h264"
+            pc, frames, location = await _viewer(client, "pusher-1")
+            assert (await asyncio.wait_for(frames.get(), 10)).width == W
+            await client.delete(location)
+            await pc.close()
+    finally:
+        await gw.stop()
+        ice.pin_addresses(None)

@@ -30,6 +30,7 @@ def make_clip(path: Path, seconds: float = 4.0, gop_s: float = 2.0, codec: str =
         aus.layout = "mono"
     gop = str(int(FPS * gop_s))
     options = ({"preset": "ultrafast", "tune": "zerolatency", "g": gop, "keyint_min": gop, "bf": "0"} if codec == "libx264"
+               else {"g": gop, "deadline": "realtime", "cpu-used": "8"} if codec == "libvpx"
                else {"preset": "ultrafast", "x265-params": f"keyint={gop}:min-keyint={gop}:bframes=0:log-level=error"})
     vs = out.add_stream(codec, rate=FPS, options=options)
     vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
@@ -83,8 +84,8 @@ async def _wait_live(gw: Gateway, client: httpx.AsyncClient) -> dict:
     raise AssertionError(f"stream never went live: {streams}")
 
 
-async def _viewer(client: httpx.AsyncClient, stream: str = "cam-1", audio: "asyncio.Queue[av.AudioFrame] | None" = None
-                  ) -> tuple[RTCPeerConnection, "asyncio.Queue[av.VideoFrame]", str]:
+async def _viewer(client: httpx.AsyncClient, stream: str = "cam-1", audio: "asyncio.Queue[av.AudioFrame] | None" = None,
+                  expect_codec: str = "H264") -> tuple[RTCPeerConnection, "asyncio.Queue[av.VideoFrame]", str]:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly")
     if audio is not None:
@@ -109,7 +110,7 @@ async def _viewer(client: httpx.AsyncClient, stream: str = "cam-1", audio: "asyn
     assert r.status_code == 201, r.text
     assert r.headers["content-type"].startswith("application/sdp")
     assert "a=candidate" in r.text and "127.0.0.1" in r.text
-    assert "H264" in r.text
+    assert expect_codec in r.text
     await pc.setRemoteDescription(RTCSessionDescription(r.text, "answer"))
     return pc, frames, r.headers["location"]
 
@@ -312,4 +313,24 @@ async def test_srt_source_through_debian_ffmpeg(tmp_path: Path) -> None:
         await gw.stop()
         sender.kill()
         sender.wait()
+        ice.pin_addresses(None)
+
+
+async def test_vp8_source_passes_through(tmp_path: Path) -> None:
+    clip = tmp_path / "vp8.webm"
+    make_clip(clip, codec="libvpx")
+    kit = write_kit(tmp_path / "kit.yaml", [], streams=[{"id": "cam-vp8", "url": str(clip)}], media={"ice_addresses": ["127.0.0.1"]})
+    gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
+    await gw.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+            info = await _wait_live(gw, client)
+            assert info["codec"] == "vp8"
+            assert gw.media.get("cam-vp8").stats()["transcoding"] is False  # browsers play VP8 as it is
+            pc, frames, location = await _viewer(client, "cam-vp8", expect_codec="VP8")
+            assert (await asyncio.wait_for(frames.get(), 10)).width == W
+            await client.delete(location)
+            await pc.close()
+    finally:
+        await gw.stop()
         ice.pin_addresses(None)
