@@ -1,23 +1,27 @@
-"""An aiortc video track that hands encoded packets (no decoding) to its RTP sender."""
+"""aiortc tracks that hand encoded packets (no decoding) to their RTP senders."""
 
 from __future__ import annotations
 
 import fractions
+from typing import Any
 
 import av
 from aiortc import MediaStreamTrack
 
 from media.source import AudioViewer, Viewer
 
-TIME_BASE = fractions.Fraction(1, 90000)
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+OPUS_TIME_BASE = fractions.Fraction(1, 48000)
+G711_TIME_BASE = fractions.Fraction(1, 8000)
 
 
-class PassthroughTrack(MediaStreamTrack):
-    kind = "video"
-
-    def __init__(self, viewer: Viewer) -> None:
+class _EncodedTrack(MediaStreamTrack):
+    def __init__(self, viewer: Viewer | AudioViewer) -> None:
         super().__init__()
         self.viewer = viewer
+
+    def _time_base(self, pkt: Any) -> fractions.Fraction:
+        raise NotImplementedError
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
         try:
@@ -27,7 +31,7 @@ class PassthroughTrack(MediaStreamTrack):
             raise
         packet = av.Packet(pkt.data)
         packet.pts = pkt.pts
-        packet.time_base = TIME_BASE
+        packet.time_base = self._time_base(pkt)
         return packet
 
     def stop(self) -> None:
@@ -35,20 +39,15 @@ class PassthroughTrack(MediaStreamTrack):
         super().stop()
 
 
-class AudioPassthroughTrack(MediaStreamTrack):
+class PassthroughTrack(_EncodedTrack):
+    kind = "video"
+
+    def _time_base(self, pkt: Any) -> fractions.Fraction:
+        return VIDEO_TIME_BASE
+
+
+class AudioPassthroughTrack(_EncodedTrack):
     kind = "audio"
 
-    def __init__(self, viewer: AudioViewer) -> None:
-        super().__init__()
-        self.viewer = viewer
-
-    async def recv(self) -> av.Packet:  # type: ignore[override]
-        try:
-            pkt = await self.viewer.get()
-        except ConnectionError:
-            self.stop()
-            raise
-        packet = av.Packet(pkt.data)
-        packet.pts = pkt.pts
-        packet.time_base = fractions.Fraction(1, 48000 if pkt.codec == "opus" else 8000)
-        return packet
+    def _time_base(self, pkt: Any) -> fractions.Fraction:
+        return OPUS_TIME_BASE if pkt.codec == "opus" else G711_TIME_BASE
