@@ -18,7 +18,8 @@ kit_app = typer.Typer(no_args_is_help=True, help="Kit manifests")
 app.add_typer(kit_app, name="kit")
 
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="where everything is persisted (default ./var/<kit>)")]
-HttpPort = Annotated[int, typer.Option("--http-port", help="HTTP API and console port on 127.0.0.1")]
+HttpPort = Annotated[int, typer.Option("--http-port", help="HTTP API and console port")]
+HttpHost = Annotated[str, typer.Option("--http-host", help="address the HTTP API listens on (0.0.0.0 for the command centre's browsers)")]
 MqttUrl = Annotated[Optional[str], typer.Option("--mqtt", help="external broker mqtt://[user:pass@]host:port or mqtts://…")]
 MqttPort = Annotated[int, typer.Option("--mqtt-port", help="port of the embedded broker")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")]
@@ -52,6 +53,7 @@ def run(
     http_port: HttpPort = 8080,
     mqtt: MqttUrl = None,
     mqtt_port: MqttPort = 1883,
+    http_host: HttpHost = "127.0.0.1",
     log_level: LogLevel = "info",
 ) -> None:
     """Run the gateway for one field kit (real devices)."""
@@ -60,7 +62,11 @@ def run(
     from gateway.app import GatewayOptions
     from gateway.runner import run_gateway
 
-    opts = GatewayOptions(data_dir=data_dir or Path("var") / loaded.kit.kit, http_port=http_port,
+    if http_host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("fieldgw").warning(
+            "HTTP on %s: anyone who reaches it may command devices until users and tokens exist (auth is not built yet)",
+            http_host)
+    opts = GatewayOptions(data_dir=data_dir or Path("var") / loaded.kit.kit, http_port=http_port, http_host=http_host,
                           mqtt_url=mqtt, mqtt_port=mqtt_port)
     raise typer.Exit(asyncio.run(run_gateway(loaded, opts)))
 

@@ -213,3 +213,32 @@ def test_recordings_are_pruned_by_size_and_age_never_the_current_one(tmp_path: P
         assert left == ["cam-20261122T000000Z.mp4", "cam-20261123T000000Z.mp4"]
     finally:
         rec.close()
+
+
+def test_run_listens_where_told_and_warns_off_loopback(tmp_path: Path) -> None:
+    import time
+
+    import httpx
+
+    from tests.conftest import free_port
+    from tests.helpers import write_kit
+
+    kit = write_kit(tmp_path / "kit.yaml", [])
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", str(kit), "--data-dir", str(tmp_path / "d"),
+                             "--http-host", "127.0.0.2", "--http-port", str(port), "--mqtt-port", str(free_port())],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.2:{port}/api/v1/health", timeout=0.5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("not listening on 127.0.0.2")
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "anyone who reaches it may command devices" in out
