@@ -1,9 +1,9 @@
 """One stream: its ingest, state, stats, GOP cache and viewers; reconnects by itself.
 
 A source dies (camera reboot, radio fade): the stream goes `connecting`, the
-ingest is restarted with a short bounded backoff (0.2 s doubling to 2 s,
-jittered), and viewers keep their peer connections: frames resume as soon
-as the source is back. Timestamps stay monotonic across reconnects and file
+ingest is restarted with a short bounded backoff (0.2 s doubling to 1 s,
+jittered: a reconnect attempt is one TCP connect, and frames must resume
+within 2 s of the source's return), and viewers keep their peer connections. Timestamps stay monotonic across reconnects and file
 loops, so browsers' jitter buffers never see time run backwards.
 On-demand streams open at the first viewer and close `idle_close_s` after
 the last one leaves.
@@ -181,7 +181,7 @@ class StreamSource:
             await asyncio.get_running_loop().run_in_executor(None, self.recorder.close)
 
     async def _run(self) -> None:
-        backoff = Backoff(initial=0.2, maximum=2.0, reset_after=10.0)
+        backoff = Backoff(initial=0.2, maximum=1.0, reset_after=10.0)
         loop = asyncio.get_running_loop()
         try:
             while True:

@@ -58,7 +58,7 @@ async def test_viewer_survives_a_camera_reboot(tmp_path: Path, processes: list) 
             frame = await asyncio.wait_for(frames.get(), 15)  # the same peer connection, no new WHEP
             resumed = time.monotonic() - back
             assert frame.width == W
-            assert resumed < 8.0, f"frames resumed {resumed:.1f} s after the camera came back"
+            assert resumed < 2.0, f"frames resumed {resumed:.1f} s after the camera came back"
             assert gw.media.get("dome-1").reconnects >= 1
             await client.delete(location)
             await pc.close()
@@ -101,6 +101,23 @@ async def test_rtmp_push_into_a_listening_stream(tmp_path: Path, processes: list
             assert live["width"] == W and live["codec"] == "h264"
             pc, frames, location = await _viewer(client, "pusher-1")
             assert (await asyncio.wait_for(frames.get(), 10)).width == W
+            await client.delete(location)
+            await pc.close()
+    finally:
+        await gw.stop()
+        ice.pin_addresses(None)
+
+
+async def test_h265_rtsp_camera_reaches_viewers_as_h264(tmp_path: Path, processes: list) -> None:
+    cam, info = _camera("rtsp", "--listen", "127.0.0.1:0", "--codec", "h265")
+    processes.append(cam)
+    gw = await _gateway(tmp_path, [{"id": "dome-h265", "url": info["rtsp"], "mode": "auto"}])
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+            live = await _wait_live(gw, client)
+            assert live["codec"] == "h264" and gw.media.get("dome-h265").stats()["source_codec"] == "hevc"
+            pc, frames, location = await _viewer(client, "dome-h265")
+            assert (await asyncio.wait_for(frames.get(), 15)).width == W
             await client.delete(location)
             await pc.close()
     finally:
