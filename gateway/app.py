@@ -1,7 +1,10 @@
 """The composition root: builds the parts for one kit, starts them, stops them.
 
-It wires; it decides nothing. Data: driver → bus (registry tap) → uplink /
-API. Commands: API or MQTT → router → driver.
+Data: driver → bus (registry tap) → uplink manager / API / media.
+Commands: API or MQTT → router → driver. Besides wiring, it holds the three
+small bridges between parts that must not know each other: a stream a device
+offers (driver → media), a stream's state in its device's status (media →
+registry), and outbox drops reported as events (outbox → bus).
 """
 
 from __future__ import annotations
