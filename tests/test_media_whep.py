@@ -4,6 +4,8 @@ the gateway's relay, and a real aiortc peer that decodes what it receives."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -73,6 +75,31 @@ async def gateway(tmp_path: Path):  # type: ignore[no-untyped-def]
     finally:
         await gw.stop()
         ice.pin_addresses(None)
+
+
+@contextlib.asynccontextmanager
+async def media_gateway(tmp_path: Path, streams: list[dict], devices: list[dict] | None = None
+                        ) -> AsyncIterator[tuple[Gateway, httpx.AsyncClient]]:
+    """An in-process gateway with these streams (ICE pinned to loopback) and an HTTP client for it."""
+    kit = write_kit(tmp_path / "kit.yaml", devices or [], streams=streams, media={"ice_addresses": ["127.0.0.1"]})
+    gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
+    await gw.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+            yield gw, client
+    finally:
+        await gw.stop()
+        ice.pin_addresses(None)
+
+
+async def first_frame(client: httpx.AsyncClient, stream: str, expect_codec: str = "H264", timeout: float = 10) -> av.VideoFrame:
+    """Join by WHEP, decode one frame, leave."""
+    pc, frames, location = await _viewer(client, stream, expect_codec=expect_codec)
+    try:
+        return await asyncio.wait_for(frames.get(), timeout)
+    finally:
+        await client.delete(location)
+        await pc.close()
 
 
 async def _wait_live(gw: Gateway, client: httpx.AsyncClient) -> dict:
@@ -297,20 +324,12 @@ async def test_srt_source_through_debian_ffmpeg(tmp_path: Path) -> None:
     sender = subprocess.Popen([ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
                                "-c", "copy", "-f", "mpegts", f"srt://127.0.0.1:{port}?mode=listener"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    kit = write_kit(tmp_path / "kit.yaml", [], streams=[{"id": "srt-cam", "url": f"srt://127.0.0.1:{port}?mode=caller"}],
-                    media={"ice_addresses": ["127.0.0.1"]})
-    gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
-    await gw.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+        async with media_gateway(tmp_path, [{"id": "srt-cam", "url": f"srt://127.0.0.1:{port}?mode=caller"}]) as (gw, client):
             info = await _wait_live(gw, client)
             assert info["codec"] == "h264" and info["width"] == W
-            pc, frames, location = await _viewer(client, "srt-cam")
-            assert (await asyncio.wait_for(frames.get(), 10)).width == W
-            await client.delete(location)
-            await pc.close()
+            assert (await first_frame(client, "srt-cam")).width == W
     finally:
-        await gw.stop()
         sender.kill()
         sender.wait()
         ice.pin_addresses(None)
@@ -319,18 +338,8 @@ async def test_srt_source_through_debian_ffmpeg(tmp_path: Path) -> None:
 async def test_vp8_source_passes_through(tmp_path: Path) -> None:
     clip = tmp_path / "vp8.webm"
     make_clip(clip, codec="libvpx")
-    kit = write_kit(tmp_path / "kit.yaml", [], streams=[{"id": "cam-vp8", "url": str(clip)}], media={"ice_addresses": ["127.0.0.1"]})
-    gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
-    await gw.start()
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
-            info = await _wait_live(gw, client)
-            assert info["codec"] == "vp8"
-            assert gw.media.get("cam-vp8").stats()["transcoding"] is False  # browsers play VP8 as it is
-            pc, frames, location = await _viewer(client, "cam-vp8", expect_codec="VP8")
-            assert (await asyncio.wait_for(frames.get(), 10)).width == W
-            await client.delete(location)
-            await pc.close()
-    finally:
-        await gw.stop()
-        ice.pin_addresses(None)
+    async with media_gateway(tmp_path, [{"id": "cam-vp8", "url": str(clip)}]) as (gw, client):
+        info = await _wait_live(gw, client)
+        assert info["codec"] == "vp8"
+        assert gw.media.get("cam-vp8").stats()["transcoding"] is False  # browsers play VP8 as it is
+        assert (await first_frame(client, "cam-vp8", expect_codec="VP8")).width == W
