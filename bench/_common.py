@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -21,45 +20,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 os.environ.setdefault("MAVLINK20", "1")
 
-ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware_configs"
+from tests.procs import ROOT, drone, free_port, stop_process, wait_port  # noqa: E402, F401 - shared with the tests
+from tests.procs import write_kit as _write_kit  # noqa: E402
+
 PYTHON = sys.executable
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def free_udp_port() -> int:
     return free_port(socket.SOCK_DGRAM)
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
-
-
-def stop_process(proc: subprocess.Popen[Any], timeout: float = 5.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -104,15 +75,8 @@ def mosquitto(workdir: Path) -> Iterator[str]:
         stop_process(proc)
 
 
-def drone(dev_id: str, port: int, sysid: int = 1, **options: Any) -> dict[str, Any]:
-    return {"id": dev_id, "driver": "mavlink", "kind": "uav", "transport": f"udp-listen://127.0.0.1:{port}",
-            "profile": "mavlink/arducopter.yaml", "options": {"system_id": sysid, **options}}
-
-
 def write_kit(path: Path, devices: list[dict[str, Any]], **top: Any) -> Path:
-    kit = {"kit": top.pop("kit", "bench"), "profiles_dir": str(FIRMWARE), "devices": devices, **top}
-    path.write_text(yaml.safe_dump(kit, sort_keys=False))
-    return path
+    return _write_kit(path, devices, **{"kit": "bench", **top})
 
 
 class GatewayProcess:

@@ -5,29 +5,13 @@ Driven over stdin/stdout, one JSON command per line; see Agent in bench/video_re
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import os
 import random
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
-from bench._common import (
-    PYTHON,
-    ROOT,
-    GatewayProcess,
-    cpu_seconds,
-    machine_note,
-    percentile,
-    stop_process,
-    write_kit,
-)
 
 # ======================================================================================
 # the viewer agent (its own process, core 1)

@@ -14,23 +14,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import paho.mqtt.client as paho
-import yaml
 
 from tests.conftest import ROOT, free_port
-
-FIRMWARE = ROOT / "firmware_configs"
-
-
-def write_kit(path: Path, devices: list[dict[str, Any]], **top: Any) -> Path:
-    kit = {"kit": top.pop("kit", "test"), "profiles_dir": str(FIRMWARE), "devices": devices, **top}
-    path.write_text(yaml.safe_dump(kit, sort_keys=False))
-    return path
-
-
-def drone(dev_id: str, port: int, sysid: int = 1, **options: Any) -> dict[str, Any]:
-    return {"id": dev_id, "driver": "mavlink", "kind": "uav", "transport": f"udp-listen://127.0.0.1:{port}",
-            "profile": "mavlink/arducopter.yaml", "options": {"system_id": sysid, **options}}
-
+from tests.procs import drone, write_kit  # noqa: F401 - re-exported for the tests
 
 class GatewayProcess:
     def __init__(self, kit: Path, data_dir: Path, mqtt_url: str | None = None, mqtt_port: int | None = None) -> None:
