@@ -114,13 +114,14 @@ class CommandRouter:
             if record.status == "accepted":
                 self._set(record, "sent", "")
 
+        timeout = driver.command_timeout(record.command) or self.timeout_s
         try:
             detail = await asyncio.wait_for(
-                driver.execute(record.device, record.command, dict(record.args), on_sent), self.timeout_s
+                driver.execute(record.device, record.command, dict(record.args), on_sent), timeout
             )
             self._set(record, "done", detail or "")
         except TimeoutError:
-            self._set(record, "timeout", f"no answer from {record.device} within {self.timeout_s:g} s")
+            self._set(record, "timeout", f"no answer from {record.device} within {timeout:g} s")
         except CommandError as exc:
             self._set(record, exc.status if exc.status in FINAL_STATUSES else "failed", exc.detail)
         except asyncio.CancelledError:

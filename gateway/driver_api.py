@@ -60,6 +60,23 @@ class CommandError(Exception):
 OnSent = Callable[[], None]
 
 
+@dataclass(frozen=True)
+class TextRoute:
+    """How a text reaches one device: sent by `carrier` (a modem) to `to`.
+
+    The dispatcher splits an order so that each part's `size(part)` is at
+    most `max_size` (bytes or bits, in the channel's own encoding), and
+    sends each part as the `text` command on the carrier.
+    """
+
+    channel: str  # "tetra_sds", "sbd", "beidou", ...
+    carrier: str  # the device id that sends it
+    to: str  # the address on that channel
+    max_size: int
+    size: Callable[[str], int]
+    max_parts: int = 4  # beyond this the order is shortened, and the delivery says so
+
+
 class Driver(abc.ABC):
     """Base class of every device driver (registered as a `fieldgw.drivers` entry point)."""
 
@@ -105,6 +122,14 @@ class Driver(abc.ABC):
         Raise CommandError for `failed`; the router applies the overall timeout.
         """
         raise CommandError("failed", f"driver {self.name} takes no commands")
+
+    def command_timeout(self, command: str) -> float | None:
+        """This command's own overall timeout (a satellite send may take minutes); None: the kit's."""
+        return None
+
+    def text_route(self, device_id: str) -> TextRoute | None:
+        """How a dispatched text reaches this device over this driver's link, if it can."""
+        return None
 
     def stats(self) -> dict[str, Any]:
         """Counters for the link (frames, errors), shown in device status and metrics."""

@@ -1,0 +1,229 @@
+"""TETRA PEI driver: one radio cabled to the gateway, the radios it hears as devices.
+
+The cabled radio (the device without `options.address`) is the gateway's
+radio modem: its signal and registration are its status. Every other device
+on the link is a radio (`address`: ISSI) or a talk group (`address`: GSSI,
+`group: true`). LIP short location reports become Positions (`source: lip`),
+text SDS become `message` events, and the `text` command sends an SDS-TL
+text with `AT+CMGS`, `sent` when the radio takes it and `done` when the
+called radio's delivery report comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+import re
+from typing import Any, ClassVar
+
+from drivers.common.at import AtChannel, AtError
+from drivers.common.terminal_driver import TerminalDriver
+from drivers.tetra_pei import lip, sds
+from gateway.driver_api import CommandError, DriverContext, LinkSpec, OnSent, TextRoute
+from gateway.model import Position, now_ms
+
+log = logging.getLogger(__name__)
+
+INIT_COMMANDS = ("AT+CTSP=1,3,130", "AT+CTSP=1,3,10", "AT+CTSP=1,2,20", "AT+CTSDS=12,0,0,0,1")
+REGISTRATION = {0: "not registered", 1: "registered", 2: "searching", 3: "registration denied"}
+_CTSDSR = re.compile(r"^\+CTSDSR:\s*(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)")
+_CSQ = re.compile(r"^\+CSQ:\s*(\d+),(\d+)")
+_CREG = re.compile(r"^\+CREG:\s*(\d+),(\d+)")
+_CMGS = re.compile(r"^\+CMGS:\s*(\d+)(?:,(\d+))?")
+_CNUMF = re.compile(r"^\+CNUMF:\s*\d+,(\d+)")
+KMH = 1 / 3.6
+
+
+class TetraPeiDriver(TerminalDriver):
+    name: ClassVar[str] = "tetra_pei"
+    default_kind: ClassVar[str] = "radio"
+    address_pattern: ClassVar[str] = r"\d{1,8}"
+    terminal_name: ClassVar[str] = "TETRA radio"
+    default_baud: ClassVar[int] = 38400
+    float_options: ClassVar[dict[str, tuple[float, float]]] = {
+        "stale_s": (1.0, 86400.0), "poll_s": (1.0, 3600.0), "report_timeout_s": (1.0, 600.0)}
+
+    def __init__(self, link: LinkSpec, ctx: DriverContext) -> None:
+        super().__init__(link, ctx)
+        self._at: AtChannel | None = None
+        self._next_ref = 0
+        self._reports: dict[int, asyncio.Future[sds.DeliveryReport]] = {}
+        self._poll_s = self.option("poll_s", 10.0)
+        self._report_timeout_s = self.option("report_timeout_s", 20.0)
+        self.own_issi: str | None = None
+
+    # -- dispatch and commands ---------------------------------------------------
+    def text_route(self, device_id: str) -> TextRoute | None:
+        addr = self.terminals.address(device_id)
+        if addr is None:
+            return None
+        return TextRoute("tetra_sds", self.modem.id, addr, sds.MAX_TEXT_BYTES, sds.text_size)
+
+    def command_timeout(self, command: str) -> float | None:
+        return self._report_timeout_s + 15.0 if command == "text" else None
+
+    def check_command(self, device_id: str, command: str, args: dict[str, Any]) -> str | None:
+        problem = super().check_command(device_id, command, args)
+        if problem is None and command == "text" and sds.text_size(args["text"]) > sds.MAX_TEXT_BYTES:
+            return f"one SDS carries {sds.MAX_TEXT_BYTES} bytes ({sds.MAX_TEXT_BYTES // 2} Chinese characters); this text takes {sds.text_size(args['text'])}"
+        return problem
+
+    async def execute(self, device_id: str, command: str, args: dict[str, Any], on_sent: OnSent) -> str:
+        if command != "text":
+            raise CommandError("rejected", f"{self.name} takes only text")
+        self.require_connected()
+        addr = self.resolve_to(args["to"])
+        dev = self.terminals.device_at(addr)
+        group = bool(dev is not None and dev.options.get("group"))
+        self._next_ref = self._next_ref % 255 + 1
+        ref = self._next_ref
+        try:
+            pdu = sds.build_transfer(args["text"], ref, report=0 if group else sds.REPORT_RECEIPT)
+        except sds.SdsError as exc:
+            raise CommandError("rejected", str(exc)) from None
+        waiter: asyncio.Future[sds.DeliveryReport] = asyncio.get_running_loop().create_future()
+        if not group:
+            self._reports[ref] = waiter
+        try:
+            assert self._at is not None
+            await self._at.command(f"AT+CMGS={addr},{len(pdu) * 8}", timeout=10.0, terminator=b"\r\n",
+                                   payload=binascii.hexlify(pdu).upper() + b"\x1a")
+            self.counts["sds_sent"] += 1
+            on_sent()
+            if group:
+                return f"accepted by the radio for talk group {addr} (groups give no delivery report)"
+            try:
+                report = await asyncio.wait_for(waiter, self._report_timeout_s)
+            except TimeoutError:
+                raise CommandError("failed", f"no delivery report from {addr} within {self._report_timeout_s:g} s") from None
+        except AtError as exc:
+            raise CommandError("failed", f"radio refused the SDS: {exc.result}") from None
+        except ConnectionError as exc:
+            raise CommandError("failed", f"radio line lost while sending: {exc}") from None
+        finally:
+            self._reports.pop(ref, None)
+        if not report.delivered:
+            raise CommandError("failed", f"{addr} did not take the SDS (delivery status 0x{report.status:02x})")
+        return f"delivered to {addr} (SDS-TL report 0x{report.status:02x})"
+
+    # -- the link ------------------------------------------------------------------
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        at = AtChannel(reader, writer, self._unsolicited, ("+CTSDSR:",), {"+CTSDSR:": 1})
+        self._at = at
+        serving = asyncio.create_task(at.serve(), name=f"tetra-read:{self.modem.id}")
+        try:
+            await self._initialise(at)
+            self.ctx.set_online(self.modem.id, True, f"radio on {self.url}")
+            helpers = [asyncio.create_task(self._poll(at)), asyncio.create_task(self.expire_loop())]
+            try:
+                await serving
+            finally:
+                for t in helpers:
+                    t.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
+        finally:
+            serving.cancel()
+            self._at = None
+            self.forget_remotes()
+            for fut in self._reports.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("radio line lost"))
+            self.counts.update({f"at_{k}": v for k, v in at.stats.items()})
+
+    async def _initialise(self, at: AtChannel) -> None:
+        await at.command("ATE0", timeout=3.0)
+        for cmd in INIT_COMMANDS:
+            try:
+                await at.command(cmd, timeout=3.0)
+            except AtError as exc:
+                self.counts["cme_errors"] += 1
+                self.event(self.modem.id, "radio_error", "warning", f"radio refused {cmd}: {exc.result}")
+        try:
+            for line in await at.command("AT+CNUMF?", timeout=3.0):
+                if m := _CNUMF.match(line):
+                    self.own_issi = m.group(1)
+        except AtError:
+            self.counts["cme_errors"] += 1
+
+    async def _poll(self, at: AtChannel) -> None:
+        last: dict[str, Any] = {}
+        while True:
+            status: dict[str, Any] = {}
+            values: dict[str, float] = {}
+            try:
+                for line in await at.command("AT+CSQ?", timeout=5.0):
+                    if (m := _CSQ.match(line)) and int(m.group(1)) != 99:
+                        values["rssi_dbm"] = status["rssi_dbm"] = -113 + 2 * int(m.group(1))
+                for line in await at.command("AT+CREG?", timeout=5.0):
+                    if m := _CREG.match(line):
+                        status["registration"] = REGISTRATION.get(int(m.group(2)), f"state {m.group(2)}")
+            except AtError as exc:
+                self.counts["poll_errors"] += 1
+                log.debug("radio poll failed: %s", exc)
+            if self.own_issi:
+                status["issi"] = self.own_issi
+            if status and status != last:
+                if last.get("registration") != status.get("registration") and "registration" in last:
+                    sev = "info" if status.get("registration") == "registered" else "warning"
+                    self.event(self.modem.id, "registration", sev, f"radio {status.get('registration')}")
+                self.status(status, values)
+                last = status
+            await asyncio.sleep(self._poll_s)
+
+    # -- what the radio hears --------------------------------------------------
+    def _unsolicited(self, lines: list[str]) -> None:
+        m = _CTSDSR.match(lines[0])
+        if m is None or len(lines) < 2:
+            self.counts["bad_sds_header"] += 1
+            return
+        calling, called, bits = m.group(2), m.group(4), int(m.group(6))
+        try:
+            pdu = binascii.unhexlify(lines[1].strip())
+        except (binascii.Error, ValueError):
+            self.counts["bad_sds_hex"] += 1
+            return
+        if bits > len(pdu) * 8 or bits < 8:
+            self.counts["bad_sds_length"] += 1
+            return
+        self.counts["sds_received"] += 1
+        if pdu[0] == lip.PID_LIP:
+            self._location(calling, pdu)
+        elif pdu[0] in (sds.PID_TEXT, sds.PID_SIMPLE_TEXT):
+            self._text(calling, called, pdu)
+        else:
+            self.counts["sds_unknown_pid"] += 1
+
+    def _location(self, calling: str, pdu: bytes) -> None:
+        try:
+            report = lip.decode(pdu)
+        except lip.LipError:
+            self.counts["bad_lip"] += 1
+            return
+        self.counts["lip_reports"] += 1
+        dev = self.heard(calling)
+        fix = "none" if report.error_code == 7 else "2d"
+        speed = None if report.speed_kmh is None else report.speed_kmh * KMH
+        if dev is None:
+            self.event(self.modem.id, "unlisted_radio", "info",
+                       f"position from radio {calling}, which the kit does not list",
+                       issi=calling, lat=report.lat, lon=report.lon)
+            return
+        self.ctx.publish(Position(dev.id, now_ms(), report.lat, report.lon, None, report.heading_deg, speed, fix, "lip"))
+
+    def _text(self, calling: str, called: str, pdu: bytes) -> None:
+        try:
+            msg = sds.parse(pdu)
+        except sds.SdsError:
+            self.counts["bad_text_sds"] += 1
+            return
+        if isinstance(msg, sds.DeliveryReport):
+            self.counts["delivery_reports"] += 1
+            fut = self._reports.get(msg.ref)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+            return
+        self.counts["texts_received"] += 1
+        dev = self.heard(calling)
+        self.event(dev.id if dev else self.modem.id, "message", "info", msg.text,
+                   sender=calling, to=called, channel="tetra_sds")
