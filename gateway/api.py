@@ -19,11 +19,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import wire
+from gateway.api_dispatch import dispatch_routes
 from gateway.api_media import media_routes
 from gateway.auth import Principal, require
 from gateway.commands import CommandRefused
 from gateway.metrics import render_metrics
-from gateway.model import Ack, DeviceStateChanged, Event, Position
+from gateway.model import Ack, DeviceStateChanged, DispatchChanged, Event, Position
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -97,6 +98,7 @@ def create_app(gw: Gateway) -> FastAPI:
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     app.include_router(media_routes(gw))
+    app.include_router(dispatch_routes(gw))
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
@@ -120,7 +122,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 async def _sse(gw: Gateway, request: Request) -> AsyncIterator[bytes]:
     """One bounded bus subscription per client; a slow client loses its oldest messages, nothing else."""
-    sub = gw.bus.subscribe(f"sse:{id(request)}", (Position, Event, Ack, DeviceStateChanged), maxsize=1000)
+    sub = gw.bus.subscribe(f"sse:{id(request)}", (Position, Event, Ack, DeviceStateChanged, DispatchChanged), maxsize=1000)
     try:
         for dev in gw.registry.all():
             yield _sse_frame("state", dev.to_dict())
@@ -136,6 +138,8 @@ async def _sse(gw: Gateway, request: Request) -> AsyncIterator[bytes]:
                 yield _sse_frame("event", {"device": msg.device, **json.loads(wire.event(gw.topics, msg).payload)})
             elif isinstance(msg, Ack):
                 yield _sse_frame("ack", {"device": msg.device, "id": msg.command_id, "status": msg.status, "detail": msg.detail, "ts": msg.ts})
+            elif isinstance(msg, DispatchChanged):
+                yield _sse_frame("dispatch", msg.dispatch)
             elif isinstance(msg, DeviceStateChanged):
                 dev = gw.registry.get(msg.device)
                 if dev is not None:

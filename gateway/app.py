@@ -1,7 +1,7 @@
 """The composition root: builds the parts for one kit, starts them, stops them.
 
 Data: driver → bus (registry tap) → uplink manager / API / media.
-Commands: API or MQTT → router → driver. Besides wiring, it holds the three
+Commands: API or MQTT → router → driver; orders: API or MQTT → dispatcher → drivers. Besides wiring, it holds the three
 small bridges between parts that must not know each other: a stream a device
 offers (driver → media), a stream's state in its device's status (media →
 registry), and outbox drops reported as events (outbox → bus).
@@ -23,6 +23,7 @@ from gateway.api import create_app
 from gateway.broker import EmbeddedBroker
 from gateway.bus import Bus
 from gateway.commands import CommandRouter
+from gateway.dispatch import Dispatcher
 from gateway.inbound import InboundCommands
 from gateway.kit import LoadedKit
 from gateway.model import Device, DeviceStateChanged, Event, StatusUpdate, StreamOffer, now_ms
@@ -77,12 +78,16 @@ class Gateway:
         self.supervisor = Supervisor(self.bus, build_links(loaded, opts.data_dir, opts.ground_stations))
         self.router = CommandRouter(self.bus, self.registry, self.supervisor.driver_for, self.kit.command_timeout_s)
         self.topics = Topics(self.kit.kit)
-        self.inbound = InboundCommands(self.topics, self.router)
+        self.dispatcher = Dispatcher(self.bus, self.registry, self.supervisor.driver_for, opts.data_dir,
+                                     mqtt_targets={d.id for d in self.kit.devices if d.dispatch_mqtt},
+                                     via={d.id: list(d.dispatch_via) for d in self.kit.devices if d.dispatch_via})
+        self.inbound = InboundCommands(self.topics, self.router, self.dispatcher, self.bus)
         cfg = self.kit.outbox
         self.outbox = Outbox(opts.data_dir / "outbox.sqlite3", cap_bytes=int(cfg.cap_mb * 1024 * 1024),
                              thin_every_s=cfg.thin_every_s, thin_after_s=cfg.thin_after_s, on_drop=self._outbox_dropped)
         self.broker: EmbeddedBroker | None = None
         self.uplinks = UplinkManager(self._build_uplinks(), self.outbox, self.bus, self.registry, self.topics, self.version)
+        self.uplinks.order_acked = self.dispatcher.order_acked
         self.http_port = opts.http_port
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -159,6 +164,7 @@ class Gateway:
             self.bus.publish(Event("gateway", now_ms(), "outbox_reset", "critical", self.outbox.notice))
         self._tasks.append(asyncio.create_task(self.uplinks.run(), name="uplinks"))
         await self.supervisor.start()
+        await self.dispatcher.open()
         self.media.start()
         config = uvicorn.Config(create_app(self), host=self.opts.http_host, port=self.opts.http_port,
                                 log_level="warning", lifespan="off", access_log=False)
@@ -176,6 +182,7 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.router.stop()
+        await self.dispatcher.close()
         await self.media.stop()
         await self.supervisor.stop()  # every device goes offline, with the reason
         await self.uplinks.close()

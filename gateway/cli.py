@@ -82,8 +82,9 @@ def demo(
 ) -> None:
     """Run field_kits/demo.yaml: the gateway plus every simulator, each its own process."""
     _setup_logging(log_level)
-    from gateway.demo import DEMO_KIT, run_demo
+    from gateway.demo import DEMO_KIT, prepare_device_dir, run_demo
 
+    prepare_device_dir(data_dir or Path("var") / "demo")
     loaded = _load_or_exit(DEMO_KIT)
     raise typer.Exit(asyncio.run(run_demo(loaded, data_dir, http_port, mqtt_port, mqtt, gcs)))
 

@@ -18,7 +18,17 @@ log = logging.getLogger(__name__)
 
 DEMO_KIT = PROJECT_ROOT / "field_kits" / "demo.yaml"
 # simulator kind → module with main(argv) (hil/ imports nothing of the gateway)
-SIMULATORS: dict[str, str] = {"uav": "hil.uav", "link": "hil.link", "camera": "hil.camera"}
+SIMULATORS: dict[str, str] = {"uav": "hil.uav", "link": "hil.link", "camera": "hil.camera", "tetra": "hil.tetra",
+                              "iridium": "hil.iridium", "beidou": "hil.beidou", "starlink": "hil.starlink", "bgan": "hil.bgan"}
+DEVICE_DIR_VARIABLE = "FIELDGW_DEMO_DEV"  # where the simulated serial devices appear (demo.yaml's ${FIELDGW_DEMO_DEV})
+
+
+def prepare_device_dir(data_dir: Path) -> Path:
+    """The directory for the simulators' serial links (like /dev/serial/by-id), named in the environment."""
+    dev_dir = (data_dir / "dev").resolve()
+    dev_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[DEVICE_DIR_VARIABLE] = str(dev_dir)
+    return dev_dir
 
 
 async def _start_simulators(loaded: LoadedKit) -> list[asyncio.subprocess.Process]:

@@ -8,6 +8,8 @@ profile files and driver-specific options.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -85,6 +87,8 @@ class DeviceConfig(_Strict):
     transport: str
     profile: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    dispatch_mqtt: bool = False  # reads its orders over IP at {root}/devices/{id}/orders (a team tablet)
+    dispatch_via: list[str] = Field(default_factory=list)  # the team's other terminals that also carry its orders
 
 
 class RecordConfig(_Strict):
@@ -198,6 +202,7 @@ def load_kit(path: str | Path) -> LoadedKit:
     lines = _Lines(root)
     if not isinstance(data, dict):
         raise KitError([f"{path}:1: a kit manifest is a YAML mapping with at least `kit:` and `devices:`"])
+    problems.extend(_expand_variables(data, lines))
     kit: Kit | None = None
     try:
         kit = Kit.model_validate(data)
@@ -217,6 +222,40 @@ def load_kit(path: str | Path) -> LoadedKit:
     if problems or kit is None:
         raise KitError(_format(path, problems))
     return LoadedKit(kit=kit, path=path, profiles=profiles)
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_variables(data: dict[str, Any], lines: _Lines) -> list[tuple[int, str]]:
+    """`${NAME}` / `${NAME:-default}` from the environment in transports, stream URLs and simulator args.
+
+    The demo kit names its simulated serial devices this way (`fieldgw demo`
+    points FIELDGW_DEMO_DEV at a directory under its data dir).
+    """
+    problems: list[tuple[int, str]] = []
+
+    def expand(value: Any, loc: Loc) -> Any:
+        if not isinstance(value, str):
+            return value
+
+        def one(m: re.Match[str]) -> str:
+            found = os.environ.get(m.group(1), m.group(2))
+            if found is None:
+                problems.append((lines.line(loc), f"{'.'.join(map(str, loc))}: environment variable {m.group(1)} is not set (and no ${{{m.group(1)}:-default}})"))
+                return m.group(0)
+            return found
+
+        return _VARIABLE.sub(one, value)
+
+    for section, key in (("devices", "transport"), ("streams", "url")):
+        for i, item in enumerate(data.get(section) or []):
+            if isinstance(item, dict) and key in item:
+                item[key] = expand(item[key], (section, i, key))
+    for i, sim in enumerate(data.get("simulators") or []):
+        if isinstance(sim, dict) and isinstance(sim.get("args"), list):
+            sim["args"] = [expand(a, ("simulators", i, "args", j)) for j, a in enumerate(sim["args"])]
+    return problems
 
 
 def _pydantic_problems(exc: ValidationError, lines: _Lines, prefix: Loc) -> list[tuple[int, str]]:
@@ -280,6 +319,11 @@ def _check_devices(devices: list[tuple[int, DeviceConfig]], data: dict[str, Any]
         for j, dev in enumerate(up.get("health_from") or []):
             if dev not in seen:
                 problems.append((lines.line(("uplinks", i, "health_from", j)), f"uplinks.{i}.health_from.{j}: no device {dev!r} in this kit"))
+    for i, dev in devices:
+        for j, other in enumerate(dev.dispatch_via):
+            if other not in seen or other == dev.id:
+                problems.append((lines.line(("devices", i, "dispatch_via", j)),
+                                 f"devices.{i}.dispatch_via.{j}: {other!r} is not another device of this kit"))
     streams = data.get("streams")
     stream_ids: set[str] = set()
     for i, st in enumerate(streams if isinstance(streams, list) else []):
@@ -327,8 +371,6 @@ def _check_devices(devices: list[tuple[int, DeviceConfig]], data: dict[str, Any]
                     problems.append((lines.line(where + ("profile",)), f"devices.{i}.profile: {found}: {exc}"))
         links.setdefault((dev.driver, dev.transport), []).append(i)
     for (driver, _transport), members in links.items():
-        if len(members) < 2:
-            continue
         cls = driver_registry.load(driver)
         for j, sub, msg in cls.check_link([by_index[m].model_dump() for m in members]):
             i = members[j]

@@ -142,7 +142,28 @@ class DeviceStateChanged:
     urgent: bool = False
 
 
-BusMessage = Position | Telemetry | Event | StatusUpdate | OnlineChange | Ack | DeviceStateChanged | LinkHealth | StreamOffer
+@dataclass(slots=True)
+class DispatchChanged:
+    """A dispatch or one of its deliveries changed (→ `dispatch/acks`)."""
+
+    device: str  # "" (a dispatch belongs to no one device)
+    ts: int
+    dispatch: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Order:
+    """A dispatched order for a device that reads its orders over MQTT (→ `devices/{id}/orders`)."""
+
+    device: str
+    ts: int
+    id: str  # this message's id; the broker's acknowledgement of it marks the delivery delivered
+    dispatch: str
+    text: str
+    priority: str
+
+
+BusMessage = Position | Telemetry | Event | StatusUpdate | OnlineChange | Ack | DeviceStateChanged | LinkHealth | StreamOffer | DispatchChanged | Order
 
 
 @dataclass(slots=True)

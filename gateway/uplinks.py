@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import wire
 from gateway.bus import Bus
-from gateway.model import Ack, DeviceStateChanged, Event, LinkHealth, Position, Telemetry, now_ms
+from gateway.model import Ack, DeviceStateChanged, DispatchChanged, Event, LinkHealth, Order, Position, Telemetry, now_ms
 from gateway.mqtt_link import LinkDown, MqttLink, PublishRejected
 from gateway.outbox import POSITIONS, TELEMETRY, URGENT, Item, Outbox
 from gateway.registry import DeviceRegistry
@@ -75,7 +77,9 @@ class UplinkManager:
         self._parked: list[tuple[float, Item]] = []
         self._rejections_reported: dict[str, float] = {}
         self._rate = _Rate()
-        self._sub = bus.subscribe("uplink", (Position, Telemetry, Event, Ack, DeviceStateChanged, LinkHealth), maxsize=50_000)
+        self._sub = bus.subscribe("uplink", (Position, Telemetry, Event, Ack, DeviceStateChanged, LinkHealth,
+                                             DispatchChanged, Order), maxsize=50_000)
+        self.order_acked: Callable[[str], None] | None = None  # the dispatcher learns which orders the broker holds
         self._tasks: list[asyncio.Task[Any]] = []
 
     def changed(self) -> None:
@@ -103,6 +107,12 @@ class UplinkManager:
                 self._states_now.set()
         elif isinstance(msg, LinkHealth):
             self._link_health(msg)
+        elif isinstance(msg, DispatchChanged):
+            out = wire.dispatch_ack(self.topics, msg)
+            ob.put(out.topic, out.payload, URGENT, "")
+        elif isinstance(msg, Order):
+            out = wire.order(self.topics, msg)
+            ob.put(out.topic, out.payload, URGENT, msg.device)
 
     def _link_health(self, msg: LinkHealth) -> None:
         for up in self.uplinks:
@@ -231,6 +241,8 @@ class UplinkManager:
             if exc is None:
                 outbox.acked(item)
                 self._rate.add()
+                if item.row.cls == URGENT and self.order_acked is not None and item.row.topic.endswith("/orders"):
+                    self.order_acked(json.loads(item.row.payload)["id"])
             elif isinstance(exc, PublishRejected):
                 self._park(item, str(exc))
             elif not failure:

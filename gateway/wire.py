@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.model import Ack, Device, Event, Position, Telemetry, new_id
+from gateway.model import Ack, Device, DispatchChanged, Event, Order, Position, Telemetry, new_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +74,16 @@ def event(topics: Topics, e: Event) -> Outgoing:
 
 def ack(topics: Topics, a: Ack) -> Outgoing:
     return Outgoing(topics.device(a.device, "acks"), _dump({"id": a.command_id, "status": a.status, "detail": a.detail, "ts": a.ts}), 1, False, a.device)
+
+
+def dispatch_ack(topics: Topics, d: DispatchChanged) -> Outgoing:
+    """The dispatch with every delivery's status (CONTRACT.md `dispatch/acks`)."""
+    return Outgoing(topics.dispatch_acks, _dump({**d.dispatch, "ts": d.ts}), 1, False)
+
+
+def order(topics: Topics, o: Order) -> Outgoing:
+    body = {"id": o.id, "ts": o.ts, "dispatch": o.dispatch, "text": o.text, "priority": o.priority}
+    return Outgoing(topics.device(o.device, "orders"), _dump(body), 1, False, o.device)
 
 
 def with_replayed(payload: bytes) -> bytes:

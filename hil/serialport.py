@@ -181,7 +181,7 @@ class ControlPort:
                 if line:
                     writer.write(json.dumps(await self.handle(line), ensure_ascii=False).encode() + b"\n")
                     await writer.drain()
-        except ConnectionError:
+        except (ConnectionError, asyncio.CancelledError):  # a client still connected when the simulator stops
             pass
         finally:
             writer.close()

@@ -1,0 +1,275 @@
+"""One-key dispatch: one order to every target over the best channel each has.
+
+`submit()` checks the order (400 for an empty text, an unknown target, a bad
+priority), picks each target's channel, splits or shortens the text to that
+channel's limit, stores the dispatch (data dir, survives a restart) and
+queues the deliveries. One worker per carrier (a radio or satellite modem)
+sends one part at a time, `flash` before `routine`, and waits while its
+carrier is offline (nothing is dropped). A part that fails is retried with
+bounded backoff and jitter; after `MAX_ATTEMPTS` the delivery moves to the
+target's next channel, or fails with the reason. MQTT deliveries go to
+`{root}/devices/{id}/orders` through the durable outbox and are `delivered`
+when the broker acknowledges them.
+
+Every change is published on the bus (DispatchChanged → `dispatch/acks`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from gateway.backoff import Backoff
+from gateway.bus import Bus
+from gateway.dispatch_model import MAX_TEXT, PRIORITIES, Delivery, Dispatch
+from gateway.dispatch_routes import RoutePlanner
+from gateway.dispatch_store import DispatchStore
+from gateway.driver_api import CommandError, Driver
+from gateway.model import DispatchChanged, OnlineChange, Order, new_id, now_ms
+from gateway.registry import DeviceRegistry
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 4  # per part and channel, then the next channel
+MAX_OPEN_DELIVERIES = 20_000  # more than this waiting: new dispatches are refused (503), none dropped
+DEFAULT_SEND_TIMEOUT_S = 60.0
+RECENT_KEPT = 500
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+
+
+class DispatchRefused(Exception):
+    def __init__(self, http_status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.code = code
+        self.message = message
+
+
+class _CarrierQueue:
+    """The parts waiting for one modem: flash first, then in order of arrival."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[int, int, Dispatch, Delivery]] = []
+        self.wake = asyncio.Event()
+        self.online = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+
+class Dispatcher:
+    def __init__(self, bus: Bus, registry: DeviceRegistry, driver_for: Callable[[str], Driver | None],
+                 data_dir: Path, mqtt_targets: set[str], via: dict[str, list[str]], retry_initial_s: float = 1.0) -> None:
+        self.bus = bus
+        self.registry = registry
+        self.driver_for = driver_for
+        self.routes = RoutePlanner(registry, driver_for, mqtt_targets, via)
+        self._path = data_dir / "dispatch.sqlite3"
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dispatch-db")
+        self._store: DispatchStore | None = None
+        self.dispatches: dict[str, Dispatch] = {}  # open ones and the most recent
+        self._carriers: dict[str, _CarrierQueue] = {}
+        self._seq = itertools.count()
+        self._mqtt_pending: dict[str, tuple[Dispatch, Delivery]] = {}  # order message id → delivery
+        self._retry_initial_s = retry_initial_s
+        bus.add_tap(self._tap)
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def open(self) -> None:
+        self._store = await self._db(DispatchStore, self._path)
+        for d in await self._db(self._store.open_dispatches):
+            self.dispatches[d.id] = d
+            for dl in d.deliveries:
+                if not dl.final:
+                    dl.note = (dl.note + "; " if dl.note else "") + "resumed after a gateway restart"
+                    self._enqueue(d, dl)
+        if self.dispatches:
+            log.info("resumed %d open dispatch(es)", len(self.dispatches))
+
+    async def close(self) -> None:
+        for q in self._carriers.values():
+            if q.task:
+                q.task.cancel()
+        await asyncio.gather(*(q.task for q in self._carriers.values() if q.task), return_exceptions=True)
+        if self._store is not None:
+            await self._db(self._store.close)
+        self._pool.shutdown(wait=True)
+
+    # -- orders in -------------------------------------------------------------------
+    async def submit(self, body: Any, issued_by: str) -> Dispatch:
+        """Check and start one dispatch; DispatchRefused with a clear reason otherwise."""
+        text, targets, priority = _check(body)
+        client_id = body.get("id")
+        if client_id is not None:
+            if not isinstance(client_id, str) or not _CLIENT_ID.match(client_id):
+                raise DispatchRefused(400, "bad_dispatch_id", "a dispatch id is 1-64 characters of A-Z a-z 0-9 . _ : -")
+            existing = await self.get(client_id)
+            if existing is not None:
+                return existing  # a redelivered message (MQTT QoS 1): never dispatched twice
+        ids = self.routes.all_targets() if targets == "all" else targets
+        if targets != "all":
+            unknown = [t for t in ids if self.registry.get(t) is None]
+            if unknown:
+                raise DispatchRefused(400, "unknown_target", f"no device {', '.join(unknown)}")
+        if not ids:
+            raise DispatchRefused(400, "no_targets", "no device in this kit can take a text order")
+        if sum(len(q.heap) for q in self._carriers.values()) + len(ids) > MAX_OPEN_DELIVERIES:
+            raise DispatchRefused(503, "dispatch_backlog_full", "too many deliveries still waiting; try again later")
+        d = Dispatch(id=client_id or new_id(), text=text, priority=priority, targets=targets, issued_by=issued_by, ts=now_ms())
+        d.deliveries = [self.routes.plan(dev_id, text) for dev_id in dict.fromkeys(ids)]
+        self.dispatches[d.id] = d
+        await self._save(d)
+        for dl in d.deliveries:
+            if not dl.final:
+                self._enqueue(d, dl)
+        self._forget_old()
+        return d
+
+    async def get(self, dispatch_id: str) -> Dispatch | None:
+        d = self.dispatches.get(dispatch_id)
+        if d is None and self._store is not None:
+            d = await self._db(self._store.load, dispatch_id)
+        return d
+
+    def recent(self, limit: int = 50) -> list[Dispatch]:
+        return sorted(self.dispatches.values(), key=lambda d: d.ts, reverse=True)[:limit]
+
+    # -- sending -------------------------------------------------------------------------
+    def _enqueue(self, d: Dispatch, dl: Delivery) -> None:
+        if dl.channel == "mqtt":
+            self._send_mqtt(d, dl)
+            return
+        q = self._carriers.get(dl.carrier)
+        if q is None:
+            q = self._carriers[dl.carrier] = _CarrierQueue()
+            dev = self.registry.get(dl.carrier)
+            if dev is not None and dev.online:
+                q.online.set()
+            q.task = asyncio.get_running_loop().create_task(self._carrier_loop(dl.carrier, q), name=f"dispatch:{dl.carrier}")
+        heapq.heappush(q.heap, (PRIORITIES.index(d.priority), next(self._seq), d, dl))
+        q.wake.set()
+
+    async def _carrier_loop(self, carrier: str, q: _CarrierQueue) -> None:
+        while True:
+            while not q.heap:
+                q.wake.clear()
+                await q.wake.wait()
+            await q.online.wait()
+            _, _, d, dl = heapq.heappop(q.heap)
+            try:
+                await self._send_parts(carrier, q, d, dl)
+            except Exception:  # one bad delivery must not stop the modem's queue
+                log.exception("dispatch %s to %s failed unexpectedly", d.id, dl.device)
+                await self._update(d, dl, "failed", "internal error while sending")
+
+    async def _send_parts(self, carrier: str, q: _CarrierQueue, d: Dispatch, dl: Delivery) -> None:
+        backoff = Backoff(initial=self._retry_initial_s, maximum=30.0)
+        while dl.parts_done < len(dl.parts):
+            driver = self.driver_for(carrier)
+            if driver is None:
+                await self._fail_over(d, dl, f"no driver runs {carrier}")
+                return
+            await q.online.wait()
+            dl.attempts += 1
+            part = dl.parts[dl.parts_done]
+            timeout = driver.command_timeout("text") or DEFAULT_SEND_TIMEOUT_S
+
+            def on_sent() -> None:
+                if dl.status == "queued":
+                    asyncio.get_running_loop().create_task(self._update(d, dl, "sent", f"taken by {carrier}"))
+
+            try:
+                detail = await asyncio.wait_for(driver.execute(carrier, "text", {"to": dl.to, "text": part}, on_sent), timeout)
+            except (CommandError, TimeoutError) as exc:
+                reason = exc.detail if isinstance(exc, CommandError) else f"no answer within {timeout:g} s"
+                if (isinstance(exc, CommandError) and exc.status == "rejected") or dl.attempts >= MAX_ATTEMPTS:
+                    await self._fail_over(d, dl, reason)
+                    return
+                await self._update(d, dl, dl.status, f"attempt {dl.attempts} failed: {reason}; retrying")
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            dl.parts_done += 1
+            backoff.connected()
+            if dl.parts_done == len(dl.parts):
+                await self._update(d, dl, "delivered", detail or f"delivered via {dl.channel}")
+            else:
+                await self._update(d, dl, "sent", f"part {dl.parts_done} of {len(dl.parts)}: {detail}")
+
+    async def _fail_over(self, d: Dispatch, dl: Delivery, reason: str) -> None:
+        """This channel gave up: the target's next channel, or failed."""
+        old = dl.channel
+        if not self.routes.next_channel(dl, d.text, reason):
+            await self._update(d, dl, "failed", reason)
+            return
+        await self._update(d, dl, "queued", f"{old} failed; trying {dl.channel}")
+        self._enqueue(d, dl)
+
+    def _send_mqtt(self, d: Dispatch, dl: Delivery) -> None:
+        msg_id = new_id()
+        self._mqtt_pending[msg_id] = (d, dl)
+        self.bus.publish(Order(dl.device, now_ms(), msg_id, d.id, d.text, d.priority))
+        dl.attempts += 1
+        asyncio.get_running_loop().create_task(self._update(d, dl, "sent", "stored for the uplink"))
+
+    def order_acked(self, msg_id: str) -> None:
+        """The broker acknowledged an order message (called by the uplink)."""
+        found = self._mqtt_pending.pop(msg_id, None)
+        if found is not None:
+            d, dl = found
+            dl.parts_done = len(dl.parts)
+            asyncio.get_running_loop().create_task(self._update(d, dl, "delivered", "acknowledged by the broker"))
+
+    # -- records -------------------------------------------------------------------------
+    async def _update(self, d: Dispatch, dl: Delivery, status: str, detail: str) -> None:
+        if dl.final and status != "queued":
+            return
+        dl.status = status  # type: ignore[assignment]
+        dl.detail = detail
+        dl.ts_updated = now_ms()
+        await self._save(d)
+
+    async def _save(self, d: Dispatch) -> None:
+        self.bus.publish(DispatchChanged("", now_ms(), d.public()))
+        if self._store is not None:
+            await self._db(self._store.save, d)
+
+    def _forget_old(self) -> None:
+        done = [d for d in self.dispatches.values() if d.done]
+        for d in sorted(done, key=lambda d: d.ts)[:-RECENT_KEPT] if len(done) > RECENT_KEPT else []:
+            del self.dispatches[d.id]
+
+    def _tap(self, msg: object) -> None:
+        if isinstance(msg, OnlineChange) and msg.device in self._carriers:
+            q = self._carriers[msg.device]
+            (q.online.set if msg.online else q.online.clear)()
+
+    def stats(self) -> dict[str, Any]:
+        return {"open": sum(1 for d in self.dispatches.values() if not d.done),
+                "waiting": {c: len(q.heap) for c, q in self._carriers.items()}}
+
+
+def _check(body: Any) -> tuple[str, list[str] | str, str]:
+    if not isinstance(body, dict):
+        raise DispatchRefused(400, "bad_dispatch", "body must be a JSON object")
+    unknown = sorted(set(body) - {"text", "targets", "priority", "id"})
+    if unknown:
+        raise DispatchRefused(400, "bad_dispatch", f"unknown field(s): {', '.join(unknown)}")
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise DispatchRefused(400, "empty_text", "text must be a non-empty string")
+    if len(text) > MAX_TEXT:
+        raise DispatchRefused(400, "text_too_long", f"text is {len(text)} characters; an order carries at most {MAX_TEXT}")
+    targets = body.get("targets")
+    if targets != "all" and not (isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets)):
+        raise DispatchRefused(400, "bad_targets", 'targets must be "all" or a non-empty list of device ids')
+    priority = body.get("priority", "routine")
+    if priority not in PRIORITIES:
+        raise DispatchRefused(400, "bad_priority", 'priority must be "flash" or "routine"')
+    return text.strip(), targets, priority

@@ -1,0 +1,141 @@
+"""Command line: ``python -m hil.iridium`` / ``hil.iridium.main(argv)``."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..serialport import ControlPort
+from .atcmd import ModemConfig
+from .control import Controls
+from .modem import Modem
+from .network import Network
+from .port import UNPLUG_MODES, ModemPort
+
+log = logging.getLogger("hil.iridium")
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _imei(text: str) -> str:
+    if len(text) != 15 or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"IMEI must be 15 digits, got {text!r}")
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not v >= 0 or math.isinf(v):
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
+    return v
+
+
+def _delay_range(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition("-")
+    lo = _seconds(low)
+    hi = _seconds(high) if sep else lo
+    if hi < lo:
+        raise argparse.ArgumentTypeError(f"MIN-MAX with MIN <= MAX, got {text!r}")
+    return lo, hi
+
+
+def _csq(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 5:
+        raise argparse.ArgumentTypeError(f"signal must be 0..5, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hil.iridium",
+                                description="Iridium 9603 SBD modem on a pty (AT commands, MO/MT buffers, "
+                                            "sessions with random delays, injectable MO status codes)")
+    p.add_argument("--link", type=Path, required=True, metavar="PATH",
+                   help="symlink to the pty's slave side, what the driver opens (like /dev/serial/by-id/...)")
+    p.add_argument("--control", type=_hostport, default=("127.0.0.1", 0), metavar="HOST:PORT",
+                   help="line-based control port (port 0: any; default 127.0.0.1:0)")
+    p.add_argument("--imei", type=_imei, default="300434063000001", help="15 digits, answered to AT+CGSN")
+    p.add_argument("--session-delay", type=_delay_range, default=(0.5, 3.0), metavar="MIN-MAX",
+                   help="seconds each AT+SBDIX/SBDIXA session takes, uniformly random (default 0.5-3)")
+    p.add_argument("--csq", type=_csq, default=5, metavar="N", help="signal bars 0..5 (default 5)")
+    p.add_argument("--csq-delay", type=_seconds, default=2.0, metavar="S",
+                   help="seconds AT+CSQ takes to answer (default 2; AT+CSQF answers at once)")
+    p.add_argument("--sbdwb-timeout", type=_seconds, default=60.0, metavar="S",
+                   help="seconds the message bytes may take after READY (AT+SBDWB/SBDWT; default 60)")
+    p.add_argument("--unplug-mode", choices=UNPLUG_MODES, default="power",
+                   help="what `unplug` does to the modem: power = it restarts (USB-powered, the default), "
+                        "serial = only the serial link drops, the modem keeps its state")
+    p.add_argument("--seed", type=int, help="random seed for the session delays (reproducible runs)")
+    p.add_argument("--log-level", default="WARNING", type=str.upper,
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    return p
+
+
+@dataclass
+class Options:
+    link: Path
+    control: tuple[str, int]
+    csq: int
+    unplug_mode: str
+    modem: ModemConfig
+
+
+async def run(opts: Options) -> int:
+    loop = asyncio.get_running_loop()
+    network = Network(csq=opts.csq)
+    modem = Modem(network, opts.modem)
+    port = ModemPort(opts.link, modem, opts.unplug_mode)
+    control = ControlPort(port, Controls(network, modem).handlers(), lambda: {**modem.stats(), **network.stats()})
+    try:
+        port.plug()
+        host, cport = await control.start(*opts.control)
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        port.unplug_now()
+        await modem.stop()
+        return 1
+    ready = {"ready": True, "link": str(opts.link), "control": [host, cport], "imei": opts.modem.imei}
+    sys.stdout.write(json.dumps(ready) + "\n")
+    sys.stdout.flush()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await control.close()
+        await modem.stop()
+        port.unplug_now()
+    log.info("stopped")
+    return 0
+
+
+def parse_options(argv: list[str] | None) -> tuple[Options, str]:
+    a = build_parser().parse_args(argv)
+    config = ModemConfig(imei=a.imei, session_delay=a.session_delay, csq_delay=a.csq_delay,
+                         write_timeout=a.sbdwb_timeout, seed=a.seed)
+    return Options(link=a.link, control=a.control, csq=a.csq, unplug_mode=a.unplug_mode, modem=config), a.log_level
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts, level = parse_options(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(run(opts))
+    except KeyboardInterrupt:  # SIGINT before the handler was installed
+        return 0
