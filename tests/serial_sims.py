@@ -36,18 +36,23 @@ class SimProcess:
 
     def control(self, line: str, timeout: float = 5.0) -> dict[str, Any]:
         host, port = self.ready["control"]
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(line.encode() + b"\n")
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        return json.loads(buf)
+        return control_port((host, port), line, timeout)
 
     def stop(self) -> int:
         return stop_process(self.proc)  # type: ignore[arg-type]
+
+
+def control_port(address: tuple[str, int], line: str, timeout: float = 5.0) -> dict[str, Any]:
+    """One command to a simulator's control port; its JSON answer."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(line.encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return json.loads(buf)
 
 
 class Collector:

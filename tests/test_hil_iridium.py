@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -348,3 +349,124 @@ def test_unplug_of_the_serial_adapter_only_keeps_the_modem_running(start: Callab
     finally:
         again.close()
     assert [m["hex"] for m in sim.ctl("received")["messages"]] == [b"kept".hex()]
+
+
+# ---------------------------------------------------------------- team units (--peer, `peer`)
+
+
+def decode_batch(data: bytes) -> tuple[str, list[tuple[int, float, float, int | None, int | None, int | None]]]:
+    """An independent reading of the 0x03 batch (docs/serial-protocols.md): id, entries of
+    (ts, lat, lon, alt m, speed cm/s, heading 0.01 deg), unknowns as None."""
+    assert data[0] == 0x03
+    n, id_len = data[1], data[2]
+    assert len(data) == 3 + id_len + 18 * n
+    entries = []
+    for i in range(n):
+        ts, lat, lon, alt, speed, heading = struct.unpack_from(">IiihHH", data, 3 + id_len + 18 * i)
+        entries.append((ts, lat / 1e7, lon / 1e7, None if alt == -32768 else alt,
+                        None if speed == 0xFFFF else speed, None if heading == 0xFFFF else heading))
+    return data[3:3 + id_len].decode("ascii"), entries
+
+
+def read_mt(host: Host) -> bytes:
+    """AT+SBDRB's data; a ring alert for a report queued meanwhile may come first (a frame never
+    starts with CR LF: that would be 3338 bytes)."""
+    host.send(b"AT+SBDRB\r")
+    head = host.ser.read(2)
+    while head == b"\r\n":
+        assert host.until(b"SBDRING\r\n") == b"SBDRING\r\n"
+        head = host.ser.read(2)
+    frame = head + host.ser.read(int.from_bytes(head, "big") + 2)
+    assert host.until(OK) == OK
+    return parse_sbdrb(frame)
+
+
+def test_peer_arguments_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    link = str(tmp_path / "x")
+    for args, reason in [(["--peer", "bad_id:1,2"], "unit ID must be 1..32"),
+                         (["--peer", "A" * 33 + ":1,2"], "unit ID must be 1..32"),
+                         (["--peer", ":1,2"], "unit ID must be 1..32"),
+                         (["--peer", "A:90.5,0"], "latitude must be -90..90"),
+                         (["--peer", "A:0,-180.1"], "longitude must be -180..180"),
+                         (["--peer", "A:1,2:90"], "expected ID:LAT,LON[:HEADING_DEG:SPEED_KMH]"),
+                         (["--peer", "A:1"], "expected LAT,LON"),
+                         (["--peer", "A:1,2:361:5"], "heading must be 0..360"),
+                         (["--peer", "A:1,2:90:-3"], "speed must be 0..2359"),
+                         (["--peer", "A:nan,2"], "latitude must be finite"),
+                         (["--peer", "A:1,2", "--peer", "A:3,4"], "the same ID twice"),
+                         (["--peer-interval", "0"], "must be > 0")]:
+        with pytest.raises(SystemExit) as exc:
+            main(["--link", link, *args])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert "error: argument --peer" in err and reason in err, (args, err)
+    assert not (tmp_path / "x").exists()
+
+
+def test_peers_report_as_mt_messages(start: Callable[..., tuple[Sim, Host]]) -> None:
+    sim, host = start("--peer", "TEAM-1:-33.9249,18.4241", "--peer", "Mover-2:10,20:90:36",
+                      "--peer-interval", "1")
+    host.cmd("AT+SBDMTA=1")
+    t0 = time.time()
+    assert host.until(b"\r\nSBDRING\r\n", timeout=3) == b"\r\nSBDRING\r\n"  # TEAM-1, 1/3 s in
+    got: dict[str, list[tuple[int, float, float, int | None, int | None, int | None]]] = {}
+    deadline = time.monotonic() + 5
+    while len(got) < 2 and time.monotonic() < deadline:  # Mover-2's first report comes 2/3 s in
+        status = sbdix(host, "AT+SBDIXA")
+        assert status[0] == 0
+        if status[2] == 0:  # nothing yet
+            time.sleep(0.1)
+            continue
+        data = read_mt(host)
+        assert status[2] == 1 and status[4] == len(data)
+        unit, entries = decode_batch(data)
+        got.setdefault(unit, entries)
+    (ts, lat, lon, alt, speed, heading), = got["TEAM-1"]
+    assert abs(ts - t0) <= 3 and (lat, lon) == (-33.9249, 18.4241)
+    assert (alt, speed, heading) == (None, None, None)  # stands still: altitude, speed, course unknown
+    (ts, lat, lon, alt, speed, heading), = got["Mover-2"]
+    assert abs(ts - t0) <= 3 and alt is None
+    assert speed == 1000 and heading is not None and abs(heading - 9000) <= 1  # 36 km/h east
+    assert abs(lat - 10) < 1e-5 and 20 < lon < 20 + 30 * 10 / 111_000  # 10 m/s for under 30 s
+    time.sleep(0.5)
+    stats = sim.ctl("stats")
+    assert stats["peers"] == ["TEAM-1", "Mover-2"] and stats["peer_reports"] >= 2
+    assert stats["peer_reports_dropped"] == 0 and stats["mt_queued_total"] == stats["peer_reports"]
+
+
+def test_moving_peer_advances_along_its_heading(start: Callable[..., tuple[Sim, Host]]) -> None:
+    sim, host = start("--peer", "FAST:0,0:0:1800", "--peer-interval", "0.4")  # 500 m/s due north
+    time.sleep(1.5)  # reports at 0.2, 0.6, 1.0, 1.4 s
+    reports = []
+    while True:
+        status = sbdix(host)
+        reports.append(decode_batch(read_mt(host)))
+        if status[5] == 0:
+            break
+    assert len(reports) >= 3 and {unit for unit, _ in reports} == {"FAST"}
+    lats = [entries[0][1] for _, entries in reports]
+    assert lats == sorted(lats) and lats[0] > 0
+    deg_per_s = 500 / 111_195  # one degree of a great circle: about 111.195 km
+    for a, b in zip(lats, lats[1:]):
+        assert abs((b - a) / deg_per_s - 0.4) < 0.15  # one interval apart
+    assert all(abs(entries[0][2]) < 1e-7 and entries[0][4] == 50000 and entries[0][5] == 0
+               for _, entries in reports)
+    assert sim.ctl("stats")["peer_reports"] >= len(reports)
+
+
+def test_peer_control_command_queues_a_report(start: Callable[..., tuple[Sim, Host]]) -> None:
+    sim, host = start()
+    host.cmd("AT+SBDMTA=1")
+    reply = sim.ctl("peer OPS-7 -33.9249 -70.5")
+    assert reply["ok"] and reply["id"] == "OPS-7" and reply["mtmsn"] == 1 and reply["ring"] is True
+    assert reply["length"] == 3 + 5 + 18 and reply["mailbox"] == 1
+    assert host.until(b"\r\nSBDRING\r\n") == b"\r\nSBDRING\r\n"
+    assert sbdix(host, "AT+SBDIXA") == [0, 0, 1, 1, 26, 0]
+    data = read_mt(host)
+    assert data[:8] == b"\x03\x01\x05OPS-7"
+    assert decode_batch(data) == ("OPS-7", [(reply["ts"], -33.9249, -70.5, None, None, None)])
+    for bad, reason in [("peer OPS-7 91 0", "latitude"), ("peer OPS-7 0 180.5", "longitude"),
+                        ("peer ops_7 0 0", "unit ID"), ("peer OPS-7 0", "usage"), ("peer OPS-7 x 0", "number")]:
+        r = sim.ctl(bad)
+        assert r["ok"] is False and reason in r["error"], r
+    assert sim.ctl("stats")["mailbox"] == 0

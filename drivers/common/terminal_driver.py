@@ -45,16 +45,17 @@ class TerminalDriver(Driver):
     # -- kit checks ------------------------------------------------------------
     @classmethod
     def check_device(cls, options: dict[str, Any], transport: str) -> list[tuple[tuple[str | int, ...], str]]:
+        """Paths are below the device's `options` (the kit adds that prefix)."""
         problems: list[tuple[tuple[str | int, ...], str]] = []
         try:
             parse_stream_url(transport, cls.default_baud)
         except ValueError as exc:
-            problems.append((("transport",), str(exc)))
+            problems.append(((), f"transport {transport!r}: {exc}"))
         for name, (lo, hi) in cls.float_options.items():
             if name in options:
                 v = options[name]
                 if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-                    problems.append((("options", name), f"{name} must be a number {lo:g}..{hi:g}"))
+                    problems.append(((name,), f"{name} must be a number {lo:g}..{hi:g}"))
         return problems
 
     @classmethod

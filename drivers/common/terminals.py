@@ -25,7 +25,7 @@ def check_terminals(devices: list[dict[str, Any]], address_pattern: str, what: s
     modems = [i for i, d in enumerate(devices) if address_of(d.get("options") or {}) is None]
     if len(modems) != 1:
         where = modems[1] if len(modems) > 1 else 0
-        problems.append((where, ("options",), f"a {what} link needs exactly one device without options.address "
+        problems.append((where, (), f"a {what} link needs exactly one device without options.address "
                                               f"(the terminal cabled to the gateway); found {len(modems)}"))
     seen: dict[str, int] = {}
     for i, d in enumerate(devices):
@@ -33,9 +33,9 @@ def check_terminals(devices: list[dict[str, Any]], address_pattern: str, what: s
         if addr is None:
             continue
         if not re.fullmatch(address_pattern, addr):
-            problems.append((i, ("options", "address"), f"{what} address {addr!r} must match {address_pattern}"))
+            problems.append((i, ("address",), f"{what} address {addr!r} must match {address_pattern}"))
         elif addr in seen:
-            problems.append((i, ("options", "address"), f"address {addr} is already used by device #{seen[addr] + 1}"))
+            problems.append((i, ("address",), f"address {addr} is already used by device #{seen[addr] + 1}"))
         else:
             seen[addr] = i
     return problems

@@ -8,7 +8,7 @@ import logging
 import math
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..serialport import ControlPort
@@ -16,6 +16,7 @@ from .atcmd import ModemConfig
 from .control import Controls
 from .modem import Modem
 from .network import Network
+from .peers import SPEC, Peer, PeerReporter, parse_peer
 from .port import UNPLUG_MODES, ModemPort
 
 log = logging.getLogger("hil.iridium")
@@ -59,6 +60,20 @@ def _csq(text: str) -> int:
     return int(text)
 
 
+def _peer(text: str) -> Peer:
+    try:
+        return parse_peer(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _interval(text: str) -> float:
+    v = _seconds(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("must be > 0 seconds, got 0")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hil.iridium",
                                 description="Iridium 9603 SBD modem on a pty (AT commands, MO/MT buffers, "
@@ -78,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unplug-mode", choices=UNPLUG_MODES, default="power",
                    help="what `unplug` does to the modem: power = it restarts (USB-powered, the default), "
                         "serial = only the serial link drops, the modem keeps its state")
+    p.add_argument("--peer", type=_peer, action="append", default=[], metavar=SPEC,
+                   help="a team's own Iridium unit (ID: 1..32 of A-Z a-z 0-9 -) that sends this modem its "
+                        "0x03 position report as an MT message (mailbox, ring alert); with HEADING_DEG and "
+                        "SPEED_KMH it moves, else it stands still (course, speed unknown). Repeatable")
+    p.add_argument("--peer-interval", type=_interval, default=60.0, metavar="S",
+                   help="seconds between each peer's reports (default 60)")
     p.add_argument("--seed", type=int, help="random seed for the session delays (reproducible runs)")
     p.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
@@ -91,6 +112,8 @@ class Options:
     csq: int
     unplug_mode: str
     modem: ModemConfig
+    peers: list[Peer] = field(default_factory=list)
+    peer_interval: float = 60.0
 
 
 async def run(opts: Options) -> int:
@@ -98,7 +121,10 @@ async def run(opts: Options) -> int:
     network = Network(csq=opts.csq)
     modem = Modem(network, opts.modem)
     port = ModemPort(opts.link, modem, opts.unplug_mode)
-    control = ControlPort(port, Controls(network, modem).handlers(), lambda: {**modem.stats(), **network.stats()})
+    controls = Controls(network, modem)
+    peers = PeerReporter(opts.peers, opts.peer_interval, controls.deliver)
+    control = ControlPort(port, controls.handlers(),
+                          lambda: {**modem.stats(), **network.stats(), **peers.stats()})
     try:
         port.plug()
         host, cport = await control.start(*opts.control)
@@ -107,6 +133,7 @@ async def run(opts: Options) -> int:
         port.unplug_now()
         await modem.stop()
         return 1
+    peers.start()
     ready = {"ready": True, "link": str(opts.link), "control": [host, cport], "imei": opts.modem.imei}
     sys.stdout.write(json.dumps(ready) + "\n")
     sys.stdout.flush()
@@ -118,6 +145,7 @@ async def run(opts: Options) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        await peers.stop()
         await control.close()
         await modem.stop()
         port.unplug_now()
@@ -126,10 +154,15 @@ async def run(opts: Options) -> int:
 
 
 def parse_options(argv: list[str] | None) -> tuple[Options, str]:
-    a = build_parser().parse_args(argv)
+    p = build_parser()
+    a = p.parse_args(argv)
+    ids = [peer.unit_id for peer in a.peer]
+    if len(set(ids)) != len(ids):
+        p.error(f"argument --peer: the same ID twice: {sorted({i for i in ids if ids.count(i) > 1})}")
     config = ModemConfig(imei=a.imei, session_delay=a.session_delay, csq_delay=a.csq_delay,
                          write_timeout=a.sbdwb_timeout, seed=a.seed)
-    return Options(link=a.link, control=a.control, csq=a.csq, unplug_mode=a.unplug_mode, modem=config), a.log_level
+    return Options(link=a.link, control=a.control, csq=a.csq, unplug_mode=a.unplug_mode, modem=config,
+                   peers=a.peer, peer_interval=a.peer_interval), a.log_level
 
 
 def main(argv: list[str] | None = None) -> int:

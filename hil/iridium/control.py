@@ -1,6 +1,7 @@
 """The simulator's own control commands (on top of hil.serialport's `unplug SECONDS` and `stats`).
 
     mt HEX              queue an MT message (1..270 bytes) in the gateway mailbox; ring if enabled
+    peer ID LAT LON     a team unit's 0x03 position report (now, course and speed unknown), queued as `mt`
     received            MO messages that reached the gateway: [{ts, momsn, hex, length}]
     fail CODE [COUNT]   the next COUNT sessions (default 1) answer MO status CODE
     fail clear          forget failures not yet used
@@ -10,13 +11,16 @@
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..serialport import Handler
 from .modem import Modem
 from .network import Network
+from .report import check_id, parse_lat_lon, position_report
 
-USAGE = {"mt": "mt HEX", "fail": "fail CODE [COUNT] | fail clear", "csq": "csq N (0..5)", "noise": "noise HEX"}
+USAGE = {"mt": "mt HEX", "peer": "peer ID LAT LON", "fail": "fail CODE [COUNT] | fail clear", "csq": "csq N (0..5)",
+         "noise": "noise HEX"}
 
 
 def _hex(args: list[str], usage: str) -> bytes:
@@ -34,14 +38,25 @@ class Controls:
         self.modem = modem
 
     def handlers(self) -> dict[str, Handler]:
-        return {"mt": self.mt, "received": self.received, "fail": self.fail, "csq": self.csq,
-                "noise": self.noise, "ring": self.ring}
+        return {"mt": self.mt, "peer": self.peer, "received": self.received, "fail": self.fail,
+                "csq": self.csq, "noise": self.noise, "ring": self.ring}
 
-    async def mt(self, args: list[str]) -> dict[str, Any]:
-        data = _hex(args, USAGE["mt"])
+    def deliver(self, data: bytes) -> dict[str, Any]:
+        """An MT message into the gateway mailbox, then the ring alert (if enabled); ValueError if refused."""
         mtmsn = self.network.queue_mt(data)
         rang = self.modem.ring()
         return {"ok": True, "mtmsn": mtmsn, "length": len(data), "mailbox": len(self.network.mailbox), "ring": rang}
+
+    async def mt(self, args: list[str]) -> dict[str, Any]:
+        return self.deliver(_hex(args, USAGE["mt"]))
+
+    async def peer(self, args: list[str]) -> dict[str, Any]:
+        if len(args) != 3:
+            raise ValueError(f"usage: {USAGE['peer']}")
+        unit_id = check_id(args[0])
+        lat, lon = parse_lat_lon(args[1], args[2])
+        ts = int(time.time())
+        return {**self.deliver(position_report(unit_id, ts, lat, lon)), "id": unit_id, "ts": ts}
 
     async def received(self, args: list[str]) -> dict[str, Any]:
         if args:

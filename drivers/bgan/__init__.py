@@ -1,0 +1,1 @@
+"""Inmarsat BGAN terminal: AT status, registration and PDP context as a satcom device."""

@@ -1,0 +1,1 @@
+"""Starlink dish: local gRPC status (learned by server reflection) as a satcom device."""
