@@ -199,6 +199,6 @@ class Gateway:
 
     def health(self) -> dict[str, Any]:
         online, total = self.registry.counts()
-        ok = self.uplinks.active is not None and online == total and not self.outbox.disk_full
+        ok = self.uplinks.active is not None and self.uplinks.active.healthy() and online == total and not self.outbox.disk_full
         return {"status": "ok" if ok else "degraded", "devices": {"online": online, "total": total},
                 "uplinks": self.uplinks.uplink_stats(), "outbox": self.uplinks.outbox_stats()}

@@ -142,7 +142,14 @@ class UplinkManager:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def best(self) -> Uplink | None:
-        return next((u for u in self.uplinks if u.healthy()), None)
+        """The first healthy uplink; failing that, a connected one whose terminal says it is down.
+
+        A terminal's report is a strong hint, not proof (its management line may be
+        what failed): as a last resort the gateway tries the connection it has, and
+        anything unacknowledged stays in the outbox either way.
+        """
+        return (next((u for u in self.uplinks if u.healthy()), None)
+                or next((u for u in self.uplinks if u.link.connected.is_set()), None))
 
     async def _select_loop(self) -> None:
         # At start, give the preferred uplink a moment to connect before spending a standby's budget.

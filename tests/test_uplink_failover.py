@@ -60,3 +60,22 @@ async def test_failover_on_reported_link_state_and_back(tmp_path: Path, mosquitt
     finally:
         probe.close()
         await gw.stop()
+
+
+async def test_a_reported_down_uplink_is_still_used_when_it_is_the_only_connection(tmp_path: Path, mosquitto: str) -> None:
+    """The terminal's management line may be what failed: with nothing better, the connection that works is used."""
+    devices = [drone("drone-1", free_port(), 1), drone("bgan-1", free_port(), 9)]
+    kit = write_kit(tmp_path / "kit.yaml", devices, uplinks=[{"name": "bgan", "broker": mosquitto, "health_from": ["bgan-1"]}])
+    gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0))
+    probe = MqttProbe(mosquitto, "fieldgw/v1/test/devices/drone-1/position")
+    await gw.start()
+    try:
+        await _until(lambda: gw.uplinks.active is not None, 10, "bgan active")
+        gw.bus.publish(LinkHealth("bgan-1", now_ms(), False, "terminal not answering"))
+        for _ in range(3):
+            gw.bus.publish(Position("drone-1", now_ms(), 30.0, 104.0, 500.0, None, None, "3d", "mavlink"))
+        await _until(lambda: len(probe.find(lambda t, p: True)) >= 3, 5, "positions over the reported-down uplink")
+        assert not gw.uplinks.uplinks[0].healthy() and gw.health()["status"] == "degraded"
+    finally:
+        probe.close()
+        await gw.stop()
