@@ -158,7 +158,8 @@ class BeidouRdssDriver(TerminalDriver):
         self._waiters[key] = fut
         try:
             self._write(data)
-            return await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11 (gh-86296)
+                return await fut
         finally:
             self._waiters.pop(key, None)
 

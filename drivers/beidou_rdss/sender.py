@@ -125,7 +125,8 @@ class Sender:
                     self.show_state("waiting for the service interval", interval_wait)
                 self._wake.clear()
                 try:  # re-check early when the queue changes (a withdrawn head)
-                    await asyncio.wait_for(self._wake.wait(), max(interval_wait, own_wait))
+                    async with asyncio.timeout(max(interval_wait, own_wait)):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
                 continue

@@ -100,12 +100,15 @@ class AtChannel:
             pending = _Pending(command, prompt=prompt, binary=binary)
             self._pending = pending
             try:
-                self._writer.write(command.encode() + terminator + (payload if payload and not prompt else b""))
-                if prompt is not None:
-                    await asyncio.wait_for(self._prompt_or_done(pending), timeout)
-                    if not pending.done.done():
-                        self._writer.write(payload or b"")
-                result = await asyncio.wait_for(asyncio.shield(pending.done), timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands in
+                # the same loop step as the answer (CPython gh-86296), leaving a stopping link hanging.
+                async with asyncio.timeout(timeout):
+                    self._writer.write(command.encode() + terminator + (payload if payload and not prompt else b""))
+                    if prompt is not None:
+                        await self._prompt_or_done(pending)
+                        if not pending.done.done():
+                            self._writer.write(payload or b"")
+                    result = await asyncio.shield(pending.done)
             except TimeoutError:
                 self.stats["timeouts"] += 1
                 raise AtError(command, f"no answer within {timeout:g} s") from None

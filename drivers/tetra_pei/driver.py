@@ -94,7 +94,8 @@ class TetraPeiDriver(TerminalDriver):
             if group:
                 return f"accepted by the radio for talk group {addr} (groups give no delivery report)"
             try:
-                report = await asyncio.wait_for(waiter, self._report_timeout_s)
+                async with asyncio.timeout(self._report_timeout_s):
+                    report = await waiter
             except TimeoutError:
                 raise CommandError("failed", f"no delivery report from {addr} within {self._report_timeout_s:g} s") from None
         except AtError as exc:
