@@ -77,6 +77,7 @@ class Dispatcher:
         self._seq = itertools.count()
         self._mqtt_pending: dict[str, tuple[Dispatch, Delivery]] = {}  # order message id → delivery
         self._retry_initial_s = retry_initial_s
+        self._submitting = asyncio.Lock()
         bus.add_tap(self._tap)
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -105,6 +106,10 @@ class Dispatcher:
     # -- orders in -------------------------------------------------------------------
     async def submit(self, body: Any, issued_by: str) -> Dispatch:
         """Check and start one dispatch; DispatchRefused with a clear reason otherwise."""
+        async with self._submitting:  # one at a time: a redelivered id must find the first one
+            return await self._submit(body, issued_by)
+
+    async def _submit(self, body: Any, issued_by: str) -> Dispatch:
         text, targets, priority = _check(body)
         client_id = body.get("id")
         if client_id is not None:

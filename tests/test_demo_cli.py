@@ -40,7 +40,14 @@ def test_demo_runs_everything_and_stops_everything(broker: str, tmp_path: Path, 
         sims = _children(proc.pid)
         assert len(sims) >= 2, "each simulator is its own process"
         base = f"http://127.0.0.1:{http_port}"
-        wait_for(lambda: httpx.get(base + "/api/v1/health").json()["devices"] == {"online": 2, "total": 2}, 15, "both demo drones online")
+        def online(*ids: str) -> bool:
+            devs = {d["id"]: d["online"] for d in httpx.get(base + "/api/v1/devices").json()}
+            return all(devs.get(i) for i in ids)
+
+        wait_for(lambda: online("drone-1", "drone-2"), 15, "both demo drones online")
+        # radios and satellite terminals, and the teams heard through them (LIP every 5 s, BeiDou every 10 s)
+        wait_for(lambda: online("radio-gw", "bd-gw", "sbd-gw", "starlink-1", "bgan-1", "team-1", "team-2", "team-3"),
+                 30, "the demo's radio and satellite devices online")
         probe = MqttProbe(mqtt_url, "fieldgw/v1/demo/#")
         try:
             for dev in ("drone-1", "drone-2"):

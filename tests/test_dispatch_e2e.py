@@ -1,0 +1,151 @@
+"""One-key dispatch through `fieldgw demo`: one order over HTTP and MQTT reaches
+every simulated team over its own channel (TETRA SDS, BeiDou short message,
+Iridium SBD), with an Iridium failure retried, the BeiDou card's service
+interval respected, and a radio unplugged mid-dispatch."""
+
+from __future__ import annotations
+
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import MqttProbe, wait_for
+from tests.procs import ROOT, free_port, stop_process
+from tests.serial_sims import control_port
+
+# demo.yaml's simulator control ports
+TETRA, BEIDOU, IRIDIUM = 19301, 19302, 19303
+ORDER = "全体注意：立即撤离到二号高地集结"
+
+
+def sim(port: int, line: str) -> dict[str, Any]:
+    return control_port(("127.0.0.1", port), line)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("dispatch-demo")
+    http_port, mqtt_port = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--data-dir", str(tmp / "data"),
+                             "--http-port", str(http_port), "--mqtt-port", str(mqtt_port),
+                             "--gcs", f"udp://127.0.0.1:{free_port()}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=(tmp / "demo.log").open("wb"), text=True)
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready and "fieldgw demo is running" in proc.stdout.readline(), (tmp / "demo.log").read_text()[-3000:]
+        base = f"http://127.0.0.1:{http_port}"
+
+        def online(*ids: str) -> bool:
+            devs = {d["id"]: d["online"] for d in httpx.get(base + "/api/v1/devices").json()}
+            return all(devs.get(i) for i in ids)
+
+        wait_for(lambda: online("radio-gw", "bd-gw", "sbd-gw"), 30, "the demo's radio and satellite modems online")
+        yield {"base": base, "mqtt": f"mqtt://127.0.0.1:{mqtt_port}", "proc": proc, "log": tmp / "demo.log"}
+    finally:
+        stop_process(proc)  # type: ignore[arg-type]
+
+
+def wait_dispatch(base: str, dispatch_id: str, timeout: float) -> dict[str, Any]:
+    return wait_for(lambda: (d := httpx.get(f"{base}/api/v1/dispatch/{dispatch_id}").json()).get("done") and d,
+                    timeout, f"dispatch {dispatch_id} done", interval=0.3)
+
+
+def test_dispatch_to_all_reaches_every_channel(demo: dict[str, Any]) -> None:
+    base = demo["base"]
+    for port in (TETRA, BEIDOU, IRIDIUM):
+        sim(port, "received clear")
+    assert sim(IRIDIUM, "fail 18 1")["ok"]  # the first Iridium session drops: the driver retries
+    probe = MqttProbe(demo["mqtt"], "fieldgw/v1/demo/dispatch/acks")
+    try:
+        r = httpx.post(base + "/api/v1/dispatch", json={"text": ORDER, "targets": "all", "priority": "flash"})
+        assert r.status_code == 202, r.text
+        body = r.json()
+        channels = {d["device"]: d["channel"] for d in body["deliveries"]}
+        assert channels == {"team-1": "tetra_sds", "team-2": "tetra_sds", "team-1-bd": "beidou",
+                            "team-3": "beidou", "team-4": "sbd"}
+        done = wait_dispatch(base, body["id"], 90)
+        statuses = {d["device"]: (d["status"], d["detail"]) for d in done["deliveries"]}
+        assert all(s == "delivered" for s, _ in statuses.values()), statuses
+        probe.wait(lambda t, p: p.get("id") == body["id"] and p.get("done"), 10, "dispatch/acks shows it done")
+    finally:
+        probe.close()
+    tetra = sim(TETRA, "received")["messages"]
+    assert sorted(m["to"] for m in tetra) == [1001, 1002] and all(m["text"] == ORDER for m in tetra)
+    beidou = sim(BEIDOU, "received")["messages"]
+    assert sorted(m["to"] for m in beidou) == ["0200002", "0200003"]
+    assert all(bytes.fromhex(m["hex"]) == ORDER.encode("gb18030") for m in beidou)
+    bd_stats = sim(BEIDOU, "stats")
+    assert not any(k.startswith("refused_") and "interval" in k for k in bd_stats), bd_stats
+    times = sorted(m["ts"] for m in beidou)
+    assert times[1] - times[0] >= 9.5, "the card's 10 s service interval was respected"
+    sbd = sim(IRIDIUM, "received")["messages"]
+    assert len(sbd) == 1
+    payload = bytes.fromhex(sbd[0]["hex"])
+    assert payload[0] == 0x04 and payload[2:2 + payload[1]] == b"team-4" and payload[2 + payload[1]:].decode() == ORDER
+    codes = [s["mo_status"] for s in sim(IRIDIUM, "stats")["session_log"] if s.get("mo_length")]
+    assert 18 in codes and codes[-1] <= 4, codes
+
+
+def test_dispatch_over_mqtt_and_bad_orders(demo: dict[str, Any]) -> None:
+    base = demo["base"]
+    for bad, code in [({"text": "", "targets": "all"}, "empty_text"), ({"text": "x", "targets": ["team-99"]}, "unknown_target"),
+                      ({"text": "x" * 3000, "targets": "all"}, "text_too_long")]:
+        r = httpx.post(base + "/api/v1/dispatch", json=bad)
+        assert r.status_code == 400 and r.json()["error"]["code"] == code
+    r = httpx.post(base + "/api/v1/dispatch", json={"text": "drone, hold", "targets": ["drone-1"]})
+    assert r.status_code == 202 and r.json()["deliveries"][0]["status"] == "failed"
+    probe = MqttProbe(demo["mqtt"], "fieldgw/v1/demo/dispatch/acks")
+    try:
+        sim(TETRA, "received clear")
+        probe.publish("fieldgw/v1/demo/dispatch", {"id": "order-77", "text": "Team 2: medical drop at the bridge",
+                                                   "targets": ["team-2"]})
+        probe.publish("fieldgw/v1/demo/dispatch", {"id": "order-77", "text": "Team 2: medical drop at the bridge",
+                                                   "targets": ["team-2"]})  # a redelivery: not sent twice
+        probe.wait(lambda t, p: p.get("id") == "order-77" and p.get("done"), 30, "the MQTT dispatch done")
+        probe.publish("fieldgw/v1/demo/dispatch", b"{not json")
+        probe.wait(lambda t, p: p.get("status") == "rejected" and "JSON" in p.get("detail", ""), 10, "a rejection")
+        probe.publish("fieldgw/v1/demo/dispatch", {"id": "order-78", "text": "x", "targets": "everyone"})
+        probe.wait(lambda t, p: p.get("id") == "order-78" and p.get("status") == "rejected", 10, "bad targets rejected")
+    finally:
+        probe.close()
+    got = httpx.get(base + "/api/v1/dispatch/order-77").json()
+    assert got["deliveries"][0]["status"] == "delivered" and got["issued_by"] == "mqtt"
+    assert [m["text"] for m in sim(TETRA, "received")["messages"]] == ["Team 2: medical drop at the bridge"]
+
+
+def test_unplugged_radio_delivers_after_it_returns(demo: dict[str, Any]) -> None:
+    base = demo["base"]
+    sim(TETRA, "received clear")
+    assert sim(TETRA, "unplug 3")["ok"]
+    wait_for(lambda: not {d["id"]: d["online"] for d in httpx.get(base + "/api/v1/devices").json()}["radio-gw"],
+             10, "radio-gw offline")
+    # team-2 has only its TETRA radio (team-1 would go over its BeiDou handheld while the radio is out)
+    r = httpx.post(base + "/api/v1/dispatch", json={"text": "Team 2: regroup at the school", "targets": ["team-2"]})
+    assert r.status_code == 202
+    time.sleep(0.5)
+    assert httpx.get(f"{base}/api/v1/dispatch/{r.json()['id']}").json()["deliveries"][0]["status"] == "queued"
+    done = wait_dispatch(base, r.json()["id"], 40)
+    assert done["deliveries"][0]["status"] == "delivered"
+    assert [m["text"] for m in sim(TETRA, "received")["messages"]] == ["Team 2: regroup at the school"]
+    assert done["deliveries"][0]["channel"] == "tetra_sds"
+
+
+def test_a_team_with_two_terminals_gets_the_order_over_the_one_that_works(demo: dict[str, Any]) -> None:
+    base = demo["base"]
+    sim(BEIDOU, "received clear")
+    assert sim(TETRA, "unplug 4")["ok"]
+    wait_for(lambda: not {d["id"]: d["online"] for d in httpx.get(base + "/api/v1/devices").json()}["radio-gw"],
+             10, "radio-gw offline")
+    r = httpx.post(base + "/api/v1/dispatch", json={"text": "队1：改走北侧便道", "targets": ["team-1"]})
+    assert r.status_code == 202 and r.json()["deliveries"][0]["channel"] == "beidou"
+    done = wait_dispatch(base, r.json()["id"], 40)
+    assert done["deliveries"][0]["status"] == "delivered"
+    assert [m["to"] for m in sim(BEIDOU, "received")["messages"]] == ["0200002"]
