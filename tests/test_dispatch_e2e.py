@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import MqttProbe, wait_for
-from tests.procs import ROOT, free_port, stop_process
+from tests.helpers import GatewayProcess, MqttProbe, wait_for
+from tests.procs import ROOT, drone, free_port, stop_process, write_kit
 from tests.serial_sims import control_port
 
 # demo.yaml's simulator control ports
@@ -149,3 +149,33 @@ def test_a_team_with_two_terminals_gets_the_order_over_the_one_that_works(demo: 
     done = wait_dispatch(base, r.json()["id"], 40)
     assert done["deliveries"][0]["status"] == "delivered"
     assert [m["to"] for m in sim(BEIDOU, "received")["messages"]] == ["0200002"]
+
+
+def test_text_command_on_a_radio_goes_the_same_path(demo: dict[str, Any]) -> None:
+    base = demo["base"]
+    sim(TETRA, "received clear")
+    r = httpx.post(base + "/api/v1/devices/radio-gw/commands", json={"command": "text", "args": {"to": "team-2", "text": "收到请回复"}})
+    assert r.status_code == 202, r.text
+    record = wait_for(lambda: (c := httpx.get(f"{base}/api/v1/commands/{r.json()['id']}").json())["status"]
+                      in ("done", "failed", "timeout") and c, 30, "text command final")
+    assert record["status"] == "done" and "delivered to 1002" in record["detail"]
+    assert [m["text"] for m in sim(TETRA, "received")["messages"]] == ["收到请回复"]
+    bad = httpx.post(base + "/api/v1/devices/radio-gw/commands", json={"command": "text", "args": {"to": "nobody", "text": "x"}})
+    assert bad.status_code == 400 and "neither a device" in bad.json()["error"]["message"]
+
+
+def test_orders_to_a_device_with_an_ip_path_go_over_mqtt(tmp_path: Path) -> None:
+    kit = write_kit(tmp_path / "kit.yaml", [{**drone("drone-1", free_port(), 1), "dispatch_mqtt": True}])
+    gw = GatewayProcess(kit, tmp_path / "data")
+    probe = MqttProbe(gw.mqtt_url, "fieldgw/v1/test/devices/drone-1/orders")
+    try:
+        r = gw.post("/api/v1/dispatch", {"text": "RTB now", "targets": "all", "priority": "flash"})
+        assert r.status_code == 202 and r.json()["deliveries"] == [
+            {"device": "drone-1", "channel": "mqtt", "status": "queued", "detail": ""}]
+        _, order = probe.wait(lambda t, p: p.get("text") == "RTB now", 10, "the order on devices/drone-1/orders")
+        assert order["dispatch"] == r.json()["id"] and order["priority"] == "flash"
+        done = wait_dispatch(gw.base, r.json()["id"], 10)
+        assert done["deliveries"][0]["status"] == "delivered" and "broker" in done["deliveries"][0]["detail"]
+    finally:
+        probe.close()
+        gw.stop()
