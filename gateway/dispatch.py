@@ -41,6 +41,7 @@ MAX_ATTEMPTS = 4  # per part and channel, then the next channel
 MAX_OPEN_DELIVERIES = 20_000  # more than this waiting: new dispatches are refused (503), none dropped
 DEFAULT_SEND_TIMEOUT_S = 60.0
 RECENT_KEPT = 500
+FLUSH_S = 0.5  # delivery changes are written and published at most this often
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 
@@ -78,6 +79,9 @@ class Dispatcher:
         self._mqtt_pending: dict[str, tuple[Dispatch, Delivery]] = {}  # order message id → delivery
         self._retry_initial_s = retry_initial_s
         self._submitting = asyncio.Lock()
+        self._dirty: dict[str, set[int]] = {}  # dispatch id → indices of deliveries changed since the last flush
+        self._flush_now = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
         bus.add_tap(self._tap)
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -85,6 +89,7 @@ class Dispatcher:
 
     async def open(self) -> None:
         self._store = await self._db(DispatchStore, self._path)
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_loop(), name="dispatch-flush")
         for d in await self._db(self._store.open_dispatches):
             self.dispatches[d.id] = d
             for dl in d.deliveries:
@@ -95,10 +100,11 @@ class Dispatcher:
             log.info("resumed %d open dispatch(es)", len(self.dispatches))
 
     async def close(self) -> None:
-        for q in self._carriers.values():
-            if q.task:
-                q.task.cancel()
-        await asyncio.gather(*(q.task for q in self._carriers.values() if q.task), return_exceptions=True)
+        tasks = [q.task for q in self._carriers.values() if q.task] + ([self._flusher] if self._flusher else [])
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._flush()  # what changed since the last flush
         if self._store is not None:
             await self._db(self._store.close)
         self._pool.shutdown(wait=True)
@@ -172,14 +178,14 @@ class Dispatcher:
                 await self._send_parts(carrier, q, d, dl)
             except Exception:  # one bad delivery must not stop the modem's queue
                 log.exception("dispatch %s to %s failed unexpectedly", d.id, dl.device)
-                await self._update(d, dl, "failed", "internal error while sending")
+                self._update(d, dl, "failed", "internal error while sending")
 
     async def _send_parts(self, carrier: str, q: _CarrierQueue, d: Dispatch, dl: Delivery) -> None:
         backoff = Backoff(initial=self._retry_initial_s, maximum=30.0)
         while dl.parts_done < len(dl.parts):
             driver = self.driver_for(carrier)
             if driver is None:
-                await self._fail_over(d, dl, f"no driver runs {carrier}")
+                self._fail_over(d, dl, f"no driver runs {carrier}")
                 return
             await q.online.wait()
             dl.attempts += 1
@@ -188,32 +194,32 @@ class Dispatcher:
 
             def on_sent() -> None:
                 if dl.status == "queued":
-                    asyncio.get_running_loop().create_task(self._update(d, dl, "sent", f"taken by {carrier}"))
+                    self._update(d, dl, "sent", f"taken by {carrier}")
 
             try:
                 detail = await asyncio.wait_for(driver.execute(carrier, "text", {"to": dl.to, "text": part}, on_sent), timeout)
             except (CommandError, TimeoutError) as exc:
                 reason = exc.detail if isinstance(exc, CommandError) else f"no answer within {timeout:g} s"
                 if (isinstance(exc, CommandError) and exc.status == "rejected") or dl.attempts >= MAX_ATTEMPTS:
-                    await self._fail_over(d, dl, reason)
+                    self._fail_over(d, dl, reason)
                     return
-                await self._update(d, dl, dl.status, f"attempt {dl.attempts} failed: {reason}; retrying")
+                self._update(d, dl, dl.status, f"attempt {dl.attempts} failed: {reason}; retrying")
                 await asyncio.sleep(backoff.next_delay())
                 continue
             dl.parts_done += 1
             backoff.connected()
             if dl.parts_done == len(dl.parts):
-                await self._update(d, dl, "delivered", detail or f"delivered via {dl.channel}")
+                self._update(d, dl, "delivered", detail or f"delivered via {dl.channel}")
             else:
-                await self._update(d, dl, "sent", f"part {dl.parts_done} of {len(dl.parts)}: {detail}")
+                self._update(d, dl, "sent", f"part {dl.parts_done} of {len(dl.parts)}: {detail}")
 
-    async def _fail_over(self, d: Dispatch, dl: Delivery, reason: str) -> None:
+    def _fail_over(self, d: Dispatch, dl: Delivery, reason: str) -> None:
         """This channel gave up: the target's next channel, or failed."""
         old = dl.channel
         if not self.routes.next_channel(dl, d.text, reason):
-            await self._update(d, dl, "failed", reason)
+            self._update(d, dl, "failed", reason)
             return
-        await self._update(d, dl, "queued", f"{old} failed; trying {dl.channel}")
+        self._update(d, dl, "queued", f"{old} failed; trying {dl.channel}")
         self._enqueue(d, dl)
 
     def _send_mqtt(self, d: Dispatch, dl: Delivery) -> None:
@@ -221,7 +227,7 @@ class Dispatcher:
         self._mqtt_pending[msg_id] = (d, dl)
         self.bus.publish(Order(dl.device, now_ms(), msg_id, d.id, d.text, d.priority))
         dl.attempts += 1
-        asyncio.get_running_loop().create_task(self._update(d, dl, "sent", "stored for the uplink"))
+        self._update(d, dl, "sent", "stored for the uplink")
 
     def order_acked(self, msg_id: str) -> None:
         """The broker acknowledged an order message (called by the uplink)."""
@@ -229,21 +235,44 @@ class Dispatcher:
         if found is not None:
             d, dl = found
             dl.parts_done = len(dl.parts)
-            asyncio.get_running_loop().create_task(self._update(d, dl, "delivered", "acknowledged by the broker"))
+            self._update(d, dl, "delivered", "acknowledged by the broker")
 
     # -- records -------------------------------------------------------------------------
-    async def _update(self, d: Dispatch, dl: Delivery, status: str, detail: str) -> None:
+    def _update(self, d: Dispatch, dl: Delivery, status: str, detail: str) -> None:
+        """Record a delivery's change; it is written and published with the next flush."""
         if dl.final and status != "queued":
             return
         dl.status = status  # type: ignore[assignment]
         dl.detail = detail
         dl.ts_updated = now_ms()
-        await self._save(d)
+        self._dirty.setdefault(d.id, set()).add(next(i for i, x in enumerate(d.deliveries) if x is dl))
+        self._flush_now.set()
 
     async def _save(self, d: Dispatch) -> None:
-        self.bus.publish(DispatchChanged("", now_ms(), d.public()))
+        """Write one dispatch at once (a new one: it must be on disk before the 202) and publish it whole."""
         if self._store is not None:
-            await self._db(self._store.save, d)
+            await self._db(self._store.save_many, [d])
+        self.bus.publish(DispatchChanged("", now_ms(), d.public()))
+
+    async def _flush_loop(self) -> None:
+        """Changes are written and published at most every FLUSH_S: one transaction for all of them,
+        and `dispatch/acks` carries only the deliveries that changed (a 100-target order would
+        otherwise rewrite and resend its whole record on every one of ~200 changes)."""
+        while True:
+            await self._flush_now.wait()
+            await asyncio.sleep(FLUSH_S)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        self._flush_now.clear()
+        dirty, self._dirty = self._dirty, {}
+        batch = [self.dispatches[i] for i in dirty if i in self.dispatches]
+        if not batch:
+            return
+        if self._store is not None:
+            await self._db(self._store.save_many, batch)
+        for d in batch:
+            self.bus.publish(DispatchChanged("", now_ms(), d.public(), None if d.done else sorted(dirty[d.id])))
 
     def _forget_old(self) -> None:
         done = [d for d in self.dispatches.values() if d.done]

@@ -42,7 +42,13 @@ class RoutePlanner:
         return out
 
     def all_targets(self) -> list[str]:
-        return [d.id for d in self.registry.all() if self.channels(d.id)]
+        """Every device some channel reaches, except talk groups (their members are targets themselves)."""
+        out = []
+        for d in self.registry.all():
+            own = self._route(d.id)
+            if (own is None or not own.group) and self.channels(d.id):
+                out.append(d.id)
+        return out
 
     def _online(self, carrier: str) -> bool:
         dev = self.registry.get(carrier)

@@ -47,6 +47,10 @@ class DriverContext(Protocol):
 
     def set_online(self, device_id: str, online: bool, reason: str = "") -> None: ...
 
+    def add_device(self, device_id: str, kind: str, name: str) -> bool:
+        """Register a device the kit implies but does not list (bounded per link); False if refused."""
+        ...
+
 
 class CommandError(Exception):
     """A command the driver cannot carry out; `status` is `failed` or `rejected`."""
@@ -75,6 +79,7 @@ class TextRoute:
     max_size: int
     size: Callable[[str], int]
     max_parts: int = 4  # beyond this the order is shortened, and the delivery says so
+    group: bool = False  # a talk group: one send reaches many; named targets only, never part of "all"
 
 
 class Driver(abc.ABC):

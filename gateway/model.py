@@ -143,12 +143,25 @@ class DeviceStateChanged:
 
 
 @dataclass(slots=True)
+class DeviceDiscovered:
+    """A driver found a device the kit does not list by itself (a radio of a listed talk group)."""
+
+    device: str
+    ts: int
+    kind: str
+    name: str
+    driver: str
+    commands: list[str]
+
+
+@dataclass(slots=True)
 class DispatchChanged:
     """A dispatch or one of its deliveries changed (→ `dispatch/acks`)."""
 
     device: str  # "" (a dispatch belongs to no one device)
     ts: int
-    dispatch: dict[str, Any]
+    dispatch: dict[str, Any]  # the whole dispatch, as GET /api/v1/dispatch/{id} shows it
+    changed: list[int] | None = None  # indices of the deliveries that changed; None: new, done, or a rejection
 
 
 @dataclass(slots=True)
@@ -163,7 +176,7 @@ class Order:
     priority: str
 
 
-BusMessage = Position | Telemetry | Event | StatusUpdate | OnlineChange | Ack | DeviceStateChanged | LinkHealth | StreamOffer | DispatchChanged | Order
+BusMessage = Position | Telemetry | Event | StatusUpdate | OnlineChange | Ack | DeviceStateChanged | LinkHealth | StreamOffer | DispatchChanged | Order | DeviceDiscovered
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from gateway.model import (
     BusMessage,
     Device,
+    DeviceDiscovered,
     DeviceStateChanged,
     Event,
     OnlineChange,
@@ -34,6 +35,12 @@ class DeviceRegistry:
         return list(self.devices.values())
 
     def tap(self, msg: BusMessage) -> list[BusMessage] | None:
+        if isinstance(msg, DeviceDiscovered):
+            if msg.device in self.devices:
+                return None
+            self.devices[msg.device] = Device(id=msg.device, kind=msg.kind, driver=msg.driver, name=msg.name,
+                                              commands=list(msg.commands))
+            return [DeviceStateChanged(msg.device, msg.ts, urgent=True)]
         dev = self.devices.get(getattr(msg, "device", ""))
         if dev is None:
             return None

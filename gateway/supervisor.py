@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,17 +21,24 @@ from gateway.backoff import Backoff
 from gateway.bus import Bus
 from gateway.driver_api import DeviceSpec, Driver, LinkSpec
 from gateway.kit import LoadedKit
-from gateway.model import BusMessage, OnlineChange, now_ms
+from gateway.model import ID_PATTERN, KINDS, BusMessage, DeviceDiscovered, OnlineChange, now_ms
 
 log = logging.getLogger(__name__)
+
+
+MAX_DISCOVERED_PER_LINK = 1000  # devices a driver may add beyond the kit's; more are refused and logged
 
 
 class _LinkContext:
     """The DriverContext handed to one driver instance."""
 
-    def __init__(self, bus: Bus, device_ids: set[str]) -> None:
+    def __init__(self, bus: Bus, device_ids: set[str], claim: Callable[[str], bool], driver: str) -> None:
         self._bus = bus
         self._ids = device_ids
+        self._claim = claim  # takes a new device id for this link unless another link has it
+        self._driver = driver
+        self._discovered = 0
+        self.driver_cls: type[Driver] | None = None
 
     def publish(self, msg: BusMessage) -> None:
         if msg.device not in self._ids:
@@ -39,6 +48,21 @@ class _LinkContext:
 
     def set_online(self, device_id: str, online: bool, reason: str = "") -> None:
         self._bus.publish(OnlineChange(device_id, now_ms(), online, reason))
+
+    def add_device(self, device_id: str, kind: str, name: str) -> bool:
+        if device_id in self._ids:
+            return True
+        if not re.match(ID_PATTERN, device_id) or kind not in KINDS:
+            log.warning("driver %s proposed a bad device %r (%s): refused", self._driver, device_id, kind)
+            return False
+        if self._discovered >= MAX_DISCOVERED_PER_LINK or not self._claim(device_id):
+            log.warning("device %r not added: the link already has %d or another link has that id", device_id, self._discovered)
+            return False
+        self._discovered += 1
+        self._ids.add(device_id)
+        commands = self.driver_cls.commands_for(kind) if self.driver_cls else []
+        self._bus.publish(DeviceDiscovered(device_id, now_ms(), kind, name, self._driver, commands))
+        return True
 
 
 @dataclass
@@ -77,12 +101,21 @@ class Supervisor:
         self.runners: list[LinkRunner] = []
         self.by_device: dict[str, LinkRunner] = {}
         for spec in links:
-            ctx = _LinkContext(bus, {d.id for d in spec.devices})
-            driver = driver_registry.load(spec.driver)(spec, ctx)
+            cls = driver_registry.load(spec.driver)
+            ctx = _LinkContext(bus, {d.id for d in spec.devices}, lambda dev_id, s=spec: self._claim(dev_id, s), spec.driver)
+            ctx.driver_cls = cls
+            driver = cls(spec, ctx)
             runner = LinkRunner(spec, driver, Backoff(initial=backoff_initial, maximum=backoff_max))
             self.runners.append(runner)
             for d in spec.devices:
                 self.by_device[d.id] = runner
+
+    def _claim(self, device_id: str, spec: LinkSpec) -> bool:
+        owner = self.by_device.get(device_id)
+        if owner is not None:
+            return owner.spec is spec
+        self.by_device[device_id] = next(r for r in self.runners if r.spec is spec)
+        return True
 
     def driver_for(self, device_id: str) -> Driver | None:
         runner = self.by_device.get(device_id)
@@ -119,8 +152,12 @@ class Supervisor:
             await asyncio.sleep(delay)
 
     def _all_offline(self, spec: LinkSpec, reason: str) -> None:
-        for dev in spec.devices:
-            self.bus.publish(OnlineChange(dev.id, now_ms(), False, reason))
+        """Every device of the link, the kit's and those its driver added."""
+        for dev_id in sorted(self.link_devices(spec)):
+            self.bus.publish(OnlineChange(dev_id, now_ms(), False, reason))
+
+    def link_devices(self, spec: LinkSpec) -> set[str]:
+        return {d for d, r in self.by_device.items() if r.spec is spec}
 
     def stats(self) -> list[dict[str, object]]:
         return [

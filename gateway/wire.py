@@ -77,8 +77,18 @@ def ack(topics: Topics, a: Ack) -> Outgoing:
 
 
 def dispatch_ack(topics: Topics, d: DispatchChanged) -> Outgoing:
-    """The dispatch with every delivery's status (CONTRACT.md `dispatch/acks`)."""
-    return Outgoing(topics.dispatch_acks, _dump({**d.dispatch, "ts": d.ts}), 1, False)
+    """The dispatch with its deliveries' status (CONTRACT.md `dispatch/acks`).
+
+    Whole when it is new and when it is done; in between only the deliveries
+    that changed, marked `"partial": true` (merge them by `device`), so a large
+    order does not resend every delivery on every change over a thin uplink.
+    """
+    body = d.dispatch
+    if d.changed is not None:
+        deliveries = body["deliveries"]
+        body = {"id": body["id"], "done": body["done"], "partial": True,
+                "deliveries": [deliveries[i] for i in d.changed if i < len(deliveries)]}
+    return Outgoing(topics.dispatch_acks, _dump({**body, "ts": d.ts}), 1, False)
 
 
 def order(topics: Topics, o: Order) -> Outgoing:

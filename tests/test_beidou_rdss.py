@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +23,8 @@ from drivers.beidou_rdss.driver import BeidouRdssDriver
 from drivers.beidou_rdss.sender import Sender
 from drivers.beidou_rdss.sentence import SentenceError, SentenceReader, build, checksum, parse
 from gateway.driver_api import CommandError, DeviceSpec, LinkSpec
-from gateway.model import BusMessage, Event, Position, StatusUpdate, Telemetry
-from tests.procs import ROOT, stop_process
+from gateway.model import Event, Position, StatusUpdate, Telemetry
+from tests.serial_sims import Collector, SimProcess, supervised, until
 
 MODEM, TEAM, TEAM_ADDR, OWN_ADDR = "bd-modem", "team-1", "0234567", "0123456"
 
@@ -235,20 +232,7 @@ async def test_sender_gives_up_after_bounded_attempts_and_withdraws() -> None:
 
 # -- the driver without a terminal ------------------------------------------------------------
 
-class FakeContext:
-    def __init__(self) -> None:
-        self.messages: list[BusMessage] = []
-        self.online: dict[str, bool] = {}
-
-    def publish(self, msg: BusMessage) -> None:
-        self.messages.append(msg)
-
-    def set_online(self, device_id: str, online: bool, reason: str = "") -> None:
-        self.online[device_id] = online
-
-    def of(self, kind: type, device: str | None = None) -> list[Any]:
-        return [m for m in self.messages if isinstance(m, kind) and (device is None or m.device == device)]
-
+class FakeContext(Collector):
     def status(self, key: str) -> list[Any]:
         return [m.status[key] for m in self.of(StatusUpdate, MODEM) if key in m.status]
 
@@ -281,73 +265,22 @@ def test_check_device_and_routes(tmp_path: Path) -> None:
 
 # -- end to end against the simulator ---------------------------------------------------------
 
-class Sim:
-    def __init__(self, proc: subprocess.Popen[bytes], ready: dict[str, Any]) -> None:
-        self.proc, self.ready = proc, ready
-        self.link = Path(ready["link"])
-
-    async def ctl(self, command: str) -> dict[str, Any]:
-        host, port = self.ready["control"]
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            writer.write(command.encode() + b"\n")
-            reply = json.loads(await asyncio.wait_for(reader.readline(), 5))
-        finally:
-            writer.close()
-        assert reply.get("ok"), reply
-        return reply
-
-
 @pytest.fixture
-def start_sim(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
-    procs: list[subprocess.Popen[bytes]] = []
+def start_sim(tmp_path: Path) -> Iterator[Callable[..., SimProcess]]:
+    sims: list[SimProcess] = []
 
-    def start(dialect: str, *args: str) -> Sim:
-        proc = subprocess.Popen([sys.executable, "-m", "hil.beidou", "--link", str(tmp_path / f"bd-{len(procs)}"),
-                                 "--control", "127.0.0.1:0", "--dialect", dialect, "--address", OWN_ADDR,
-                                 "--level", "2", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        procs.append(proc)
-        assert proc.stdout is not None
-        ready = json.loads(proc.stdout.readline() or b"null")
-        assert ready and ready["ready"], f"simulator exited with {proc.poll()}"
-        return Sim(proc, ready)
+    def start(dialect: str, *args: str) -> SimProcess:
+        name = f"bd-{len(sims)}"
+        sim = SimProcess("hil.beidou", ["--link", str(tmp_path / name), "--control", "127.0.0.1:0", "--dialect",
+                                        dialect, "--address", OWN_ADDR, "--level", "2", *args],
+                         ready_timeout=30.0, log=tmp_path / f"{name}.log")
+        sims.append(sim)
+        assert sim.ready["ready"]
+        return sim
 
     yield start
-    for p in procs:
-        stop_process(p)
-        if p.stdout is not None:
-            p.stdout.close()
-
-
-@contextlib.asynccontextmanager
-async def running(drv: BeidouRdssDriver) -> AsyncIterator[list[str]]:
-    """The driver under a restart loop like the supervisor's (short fixed pause instead of backoff)."""
-    failures: list[str] = []
-
-    async def supervise() -> None:
-        while True:
-            try:
-                await drv.run()
-            except Exception as exc:  # noqa: BLE001 - what the supervisor does
-                failures.append(f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(0.2)
-
-    task = asyncio.create_task(supervise())
-    try:
-        yield failures
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    for sim in sims:
+        sim.stop()
 
 
 def gb_hex(text: str) -> str:
@@ -356,11 +289,11 @@ def gb_hex(text: str) -> str:
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("dialect", ["2.1", "bds3"])
-async def test_texts_sent_byte_exact_and_paced(start_sim: Callable[..., Sim], dialect: str) -> None:
+async def test_texts_sent_byte_exact_and_paced(start_sim: Callable[..., SimProcess], dialect: str) -> None:
     sim = start_sim(dialect, "--interval", "2")
     drv, ctx = make_driver(sim.link, dialect)
     sent: list[str] = []
-    async with running(drv) as failures:
+    async with supervised(drv) as failures:
         await until(lambda: drv.card, what="card read")
         assert ctx.online[MODEM] and ctx.status("capacity_bits") == [408] and ctx.status("address") == [OWN_ADDR]
         texts = ["你好，第一组 ok", "收到 ⚑ 2"]
@@ -379,8 +312,8 @@ async def test_texts_sent_byte_exact_and_paced(start_sim: Callable[..., Sim], di
         assert exc.value.status == "rejected" and "52 bytes" in exc.value.detail and "51 bytes" in exc.value.detail
         assert drv.check_command(MODEM, "text", {"to": TEAM, "text": too_long}) == exc.value.detail
         assert drv.text_route(TEAM).max_size == 51  # type: ignore[union-attr]
-        got = (await sim.ctl("received"))["messages"]
-        stats = await sim.ctl("stats")
+        got = (await sim.control_ok("received"))["messages"]
+        stats = await sim.control_ok("stats")
         assert not failures
     assert sent == ["1", "2"]
     assert [(m["to"], m["hex"], m["text"]) for m in got] == [(TEAM_ADDR, gb_hex(t), t) for t in texts]
@@ -391,24 +324,24 @@ async def test_texts_sent_byte_exact_and_paced(start_sim: Callable[..., Sim], di
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("dialect", ["2.1", "bds3"])
-async def test_positions_messages_beams_and_noise(start_sim: Callable[..., Sim], dialect: str) -> None:
+async def test_positions_messages_beams_and_noise(start_sim: Callable[..., SimProcess], dialect: str) -> None:
     sim = start_sim(dialect, "--interval", "2", "--position", "39.9,116.39,50",
                     "--peer", f"{TEAM_ADDR}:39.91,116.4", "--peer-interval", "0.5")
     drv, ctx = make_driver(sim.link, dialect, position_interval_s=2)
-    async with running(drv) as failures:
+    async with supervised(drv) as failures:
         team = await until(lambda: ctx.of(Position, TEAM), what="peer position")
         assert (round(team[0].lat, 4), round(team[0].lon, 4), team[0].source) == (39.91, 116.4, "beidou")
         assert abs(team[0].ts / 1000 - time.time()) < 30 and ctx.online[TEAM]
         own = await until(lambda: ctx.of(Position, MODEM), what="own RNSS position")
         assert (round(own[0].lat, 4), round(own[0].lon, 4), own[0].fix, own[0].alt_m, own[0].source) == (39.9, 116.39, "3d", 50.0, "beidou")
-        await sim.ctl(f"msg {TEAM_ADDR} 你好 队长")
-        await sim.ctl("msg 0999999 hello base")
-        await sim.ctl("pos 0999999 30.5 114.3")
-        await sim.ctl("noise 00FF80A51B")
-        await sim.ctl("noise " + line("BDTXR,1,0234567,1,1015,C4E3")[:-5].hex() + "3030" + "0D0A")  # bad checksum
-        await sim.ctl("cut BDTXR,1,0234567,1,1015,C4E3C4E3")
-        await sim.ctl("noise " + line("BDXYZ,1,2").hex())  # unknown sentence
-        await sim.ctl(f"msg {TEAM_ADDR} after the noise")
+        await sim.control_ok(f"msg {TEAM_ADDR} 你好 队长")
+        await sim.control_ok("msg 0999999 hello base")
+        await sim.control_ok("pos 0999999 30.5 114.3")
+        await sim.control_ok("noise 00FF80A51B")
+        await sim.control_ok("noise " + line("BDTXR,1,0234567,1,1015,C4E3")[:-5].hex() + "3030" + "0D0A")  # bad checksum
+        await sim.control_ok("cut BDTXR,1,0234567,1,1015,C4E3C4E3")
+        await sim.control_ok("noise " + line("BDXYZ,1,2").hex())  # unknown sentence
+        await sim.control_ok(f"msg {TEAM_ADDR} after the noise")
         msgs = await until(lambda: len(ctx.of(Event, TEAM)) >= 2 and ctx.of(Event, TEAM), what="texts")
         assert [(e.type, e.text, e.extra["sender"]) for e in msgs] == [
             ("message", "你好 队长", TEAM_ADDR), ("message", "after the noise", TEAM_ADDR)]
@@ -416,7 +349,7 @@ async def test_positions_messages_beams_and_noise(start_sim: Callable[..., Sim],
         assert ("message", "0999999") in on_modem and ("unlisted_terminal", "0999999") in on_modem
         full = compact_report.encode_full(compact_report.Fix(int(time.time()), -33.5, 151.25, 120, 3.5, 270.0, "3d")).hex()
         body = f"BDTXR,1,{TEAM_ADDR},1,1015,{full}" if dialect == "2.1" else f"BDTCI,{TEAM_ADDR},{OWN_ADDR},2,2,101500,{full}"
-        await sim.ctl("noise " + line(body).hex())  # a 0x02 report, which the simulator's peers do not send
+        await sim.control_ok("noise " + line(body).hex())  # a 0x02 report, which the simulator's peers do not send
         p = await until(lambda: [x for x in ctx.of(Position, TEAM) if x.lat < 0], what="0x02 report")
         assert (p[0].lat, p[0].lon, p[0].alt_m, p[0].speed_mps, p[0].heading_deg, p[0].fix) == (-33.5, 151.25, 120.0, 3.5, 270.0, "3d")
         await asyncio.sleep(1.5)  # beams and RNSS at 1 Hz meanwhile
@@ -435,65 +368,65 @@ async def test_positions_messages_beams_and_noise(start_sim: Callable[..., Sim],
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("dialect", ["2.1", "bds3"])
-async def test_unplug_while_waiting_then_delivered(start_sim: Callable[..., Sim], dialect: str) -> None:
+async def test_unplug_while_waiting_then_delivered(start_sim: Callable[..., SimProcess], dialect: str) -> None:
     sim = start_sim(dialect, "--interval", "3")
     drv, ctx = make_driver(sim.link, dialect)
-    async with running(drv) as failures:
+    async with supervised(drv) as failures:
         await until(lambda: drv.card, what="card read")
         await drv.execute(MODEM, "text", {"to": TEAM, "text": "first"}, lambda: None)
         second = asyncio.create_task(drv.execute(MODEM, "text", {"to": TEAM, "text": "第二"}, lambda: None))
         await until(lambda: "waiting for the service interval" in ctx.status("send_state"), what="interval wait")
-        await sim.ctl("unplug 1")
+        await sim.control_ok("unplug 1")
         await until(lambda: failures, what="the line to fail")
         assert "waiting for the terminal to return" in ctx.status("send_state")
         assert not second.done()
         assert "accepted" in await asyncio.wait_for(second, 15)
-        got = (await sim.ctl("received"))["messages"]
-        stats = await sim.ctl("stats")
+        got = (await sim.control_ok("received"))["messages"]
+        stats = await sim.control_ok("stats")
     assert [m["hex"] for m in got] == [gb_hex("first"), gb_hex("第二")]
     assert stats["unplugs"] == 1 and stats.get("refused_interval", 0) == 0
     assert ctx.online[MODEM]
 
 
 @pytest.mark.timeout(30)
-async def test_inhibit_is_retried_and_interval_refusal_is_waited_out(start_sim: Callable[..., Sim]) -> None:
+async def test_inhibit_is_retried_and_interval_refusal_is_waited_out(start_sim: Callable[..., SimProcess]) -> None:
     sim = start_sim("bds3", "--interval", "2")
     drv, ctx = make_driver(sim.link, "bds3")
-    async with running(drv):
+    async with supervised(drv):
         await until(lambda: drv.card, what="card read")
-        await sim.ctl("inhibit 1")
+        await sim.control_ok("inhibit 1")
         sending = asyncio.create_task(drv.execute(MODEM, "text", {"to": TEAM, "text": "inhibited"}, lambda: None))
         await until(lambda: drv.counts["refused_transient"] >= 1, what="an inhibit refusal")
         assert any(s.startswith("retrying after: terminal refused: transmit inhibited") for s in ctx.status("send_state"))
-        await sim.ctl("inhibit 0")
+        await sim.control_ok("inhibit 0")
         assert "accepted" in await asyncio.wait_for(sending, 10)
     # a new driver object (a gateway restart) knows nothing of that send: the terminal says "interval"
     drv2, _ = make_driver(sim.link, "bds3")
-    async with running(drv2):
+    async with supervised(drv2):
         await until(lambda: drv2.card, what="card read")
         assert "accepted" in await asyncio.wait_for(
             drv2.execute(MODEM, "text", {"to": TEAM, "text": "again"}, lambda: None), 10)
-    stats = await sim.ctl("stats")
+    stats = await sim.control_ok("stats")
     assert stats["refused_inhibit"] >= 1 and stats["refused_interval"] == 1 and drv2.counts["refused_interval"] == 1
-    assert [m["text"] for m in (await sim.ctl("received"))["messages"]] == ["inhibited", "again"]
+    assert [m["text"] for m in (await sim.control_ok("received"))["messages"]] == ["inhibited", "again"]
 
 
 @pytest.mark.timeout(30)
-async def test_no_beam_power_is_retried_as_not_locked_on_2_1(start_sim: Callable[..., Sim]) -> None:
+async def test_no_beam_power_is_retried_as_not_locked_on_2_1(start_sim: Callable[..., SimProcess]) -> None:
     sim = start_sim("2.1", "--interval", "1")
     drv, ctx = make_driver(sim.link, "2.1")
-    async with running(drv):
+    async with supervised(drv):
         await until(lambda: drv.card, what="card read")
-        await sim.ctl("beam 0")
+        await sim.control_ok("beam 0")
         await until(lambda: ctx.status("beam_locked")[-1:] == [False], what="beams gone")
         sending = asyncio.create_task(drv.execute(MODEM, "text", {"to": TEAM, "text": "no sky"}, lambda: None))
         await until(lambda: any("power not locked" in s for s in ctx.status("send_state")), what="a not-locked retry")
-        await sim.ctl("beam 3,2")
+        await sim.control_ok("beam 3,2")
         assert "accepted" in await asyncio.wait_for(sending, 10)
-    assert (await sim.ctl("stats"))["refused_no-signal"] >= 1
+    assert (await sim.control_ok("stats"))["refused_no-signal"] >= 1
 
 
-async def test_wrong_dialect_says_so(start_sim: Callable[..., Sim], monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_wrong_dialect_says_so(start_sim: Callable[..., SimProcess], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(driver_mod, "CARD_TIMEOUT_S", 0.3)
     sim = start_sim("bds3", "--interval", "2")
     drv, ctx = make_driver(sim.link, "2.1")

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -22,91 +19,35 @@ from gateway.backoff import Backoff
 from gateway.bus import Bus
 from gateway.driver_api import DeviceSpec, LinkSpec
 from gateway.kit import KitError, load_kit
-from gateway.model import BusMessage, Event, LinkHealth, OnlineChange, Position, StatusUpdate, Telemetry, now_ms
+from gateway.model import Event, LinkHealth, OnlineChange, Position, StatusUpdate, Telemetry
 from gateway.outbox import Outbox
 from gateway.registry import DeviceRegistry
 from gateway.uplinks import Uplink, UplinkManager
-from tests.procs import ROOT, stop_process, write_kit
+from tests.procs import write_kit
+from tests.serial_sims import OrderedCollector, SimProcess, supervised
 
 pytestmark = pytest.mark.timeout(30)
 TERMINAL = "bgan-1"
 
 
-class FakeCtx:
-    """A DriverContext that keeps everything (online changes too, in order); optionally also onto a bus."""
-
-    def __init__(self, bus: Bus | None = None) -> None:
-        self.msgs: list[BusMessage] = []
-        self.bus = bus
-
-    def publish(self, msg: BusMessage) -> None:
-        self.msgs.append(msg)
-        if self.bus is not None:
-            self.bus.publish(msg)
-
-    def set_online(self, device_id: str, online: bool, reason: str = "") -> None:
-        self.publish(OnlineChange(device_id, now_ms(), online, reason))
-
-    def of(self, kind: type) -> list[Any]:
-        return [m for m in self.msgs if isinstance(m, kind)]
-
-    def health(self) -> list[LinkHealth]:
-        return self.of(LinkHealth)
-
+class FakeCtx(OrderedCollector):
     def events(self, type_: str) -> list[Event]:
         return [e for e in self.of(Event) if e.type == type_]
 
     def statuses(self) -> list[dict[str, Any]]:
         return [m.status for m in self.of(StatusUpdate)]
 
-    async def until(self, pred: Callable[[], Any], what: str, timeout: float = 8.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if found := pred():
-                return found
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; last messages: {self.msgs[-6:]}")
 
-
-class Sim:
-    def __init__(self, link: Path, *extra: str) -> None:
-        self.link = link
-        self.proc = subprocess.Popen([sys.executable, "-m", "hil.bgan", "--link", str(link), "--control", "127.0.0.1:0",
-                                      "--seed", "5", *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"simulator exited {self.proc.wait()}: {self.proc.stderr.read().decode()}")  # type: ignore[union-attr]
-        self.ready = json.loads(line)
-        self.control = tuple(self.ready["control"])
-        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def command(self, line: str) -> dict[str, Any]:
-        if self._conn is None:
-            self._conn = await asyncio.open_connection(*self.control)
-        reader, writer = self._conn
-        writer.write(line.encode() + b"\n")
-        reply = json.loads(await reader.readline())
-        assert reply["ok"], (line, reply)
-        return reply
-
-    async def aclose(self) -> None:
-        if self._conn is not None:
-            self._conn[1].close()
-            with contextlib.suppress(ConnectionError):
-                await self._conn[1].wait_closed()
-            self._conn = None
-        stop_process(self.proc)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
+def start_sim(link: Path, *extra: str) -> SimProcess:
+    return SimProcess("hil.bgan", ["--link", str(link), "--control", "127.0.0.1:0", "--seed", "5", *extra],
+                      ready_timeout=30.0)
 
 
 @pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[Sim]:
-    s = Sim(tmp_path / "bgan")
+def sim(tmp_path: Path) -> Iterator[SimProcess]:
+    s = start_sim(tmp_path / "bgan")
     yield s
-    await s.aclose()
+    s.stop()
 
 
 def make_driver(transport: str, ctx: FakeCtx | None = None, **options: Any) -> tuple[BganDriver, FakeCtx]:
@@ -115,34 +56,15 @@ def make_driver(transport: str, ctx: FakeCtx | None = None, **options: Any) -> t
     return BganDriver(LinkSpec("bgan", transport, (spec,)), ctx), ctx
 
 
-async def supervise(driver: BganDriver, ctx: FakeCtx, failures: list[BaseException]) -> None:
-    """What gateway.supervisor does for a link: run, mark offline on failure, back off, run again."""
-    backoff = Backoff(initial=0.2, maximum=1.0)
-    while True:
-        backoff.connected()
-        try:
-            await driver.run()
-        except Exception as exc:
-            failures.append(exc)
-            ctx.set_online(TERMINAL, False, str(exc))
-        await asyncio.sleep(backoff.next_delay())
+def running(driver: BganDriver, ctx: FakeCtx) -> AbstractAsyncContextManager[list[Exception]]:
+    """What gateway.supervisor does for a link: run, mark offline when a run ends, back off, run again."""
+    return supervised(driver, ctx=ctx, backoff=Backoff(initial=0.2, maximum=1.0))
 
 
-@contextlib.asynccontextmanager
-async def running(driver: BganDriver, ctx: FakeCtx, failures: list[BaseException] | None = None):  # type: ignore[no-untyped-def]
-    task = asyncio.create_task(supervise(driver, ctx, failures if failures is not None else []))
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def test_status_telemetry_and_position(sim: Sim) -> None:
+async def test_status_telemetry_and_position(sim: SimProcess) -> None:
     driver, ctx = make_driver(f"serial://{sim.link}")
     async with running(driver, ctx):
-        status = await ctx.until(lambda: next(iter(ctx.statuses()), None), "a status")
+        status = await ctx.wait(lambda: next(iter(ctx.statuses()), None), 8.0, "a status")
         assert status["registration"] == "home" and status["registered"] is True
         assert status["pdp_active"] is True and status["pdp_contexts"] == [1] and status["link_up"] is True
         assert 54 < status["cn0_dbhz"] < 58 and status["gps_fix"] == 3
@@ -151,13 +73,13 @@ async def test_status_telemetry_and_position(sim: Sim) -> None:
         assert ctx.of(Telemetry)[0].values["cn0_dbhz"] == status["cn0_dbhz"]
         assert ctx.of(OnlineChange)[0].online and ctx.health()[0].up
 
-        await sim.command("cn0 42")
-        await ctx.until(lambda: abs(ctx.statuses()[-1].get("cn0_dbhz", 0) - 42) < 1.5, "C/N0 follows")
-        await sim.command("gps 2 -33.856789 151.215432")
-        moved = await ctx.until(lambda: [p for p in ctx.of(Position) if p.fix == "2d"], "the new position")
+        await sim.control_ok("cn0 42")
+        await ctx.wait(lambda: abs(ctx.statuses()[-1].get("cn0_dbhz", 0) - 42) < 1.5, 8.0, "C/N0 follows")
+        await sim.control_ok("gps 2 -33.856789 151.215432")
+        moved = await ctx.wait(lambda: [p for p in ctx.of(Position) if p.fix == "2d"], 8.0, "the new position")
         assert (moved[0].lat, moved[0].lon) == (pytest.approx(-33.856789), pytest.approx(151.215432))
-        await sim.command("gps 0 0 0")
-        await ctx.until(lambda: ctx.statuses()[-1].get("gps_fix") == 0, "fix lost")
+        await sim.control_ok("gps 0 0 0")
+        await ctx.wait(lambda: ctx.statuses()[-1].get("gps_fix") == 0, 8.0, "fix lost")
         count = len(ctx.of(Position))
         await asyncio.sleep(0.6)
     assert len(ctx.of(Position)) == count  # no fix, no position
@@ -165,45 +87,45 @@ async def test_status_telemetry_and_position(sim: Sim) -> None:
     assert driver.stats()["polls"] >= 5 and driver.stats().get("errors", 0) == 0
 
 
-async def test_registration_and_pdp_drive_link_health(sim: Sim) -> None:
+async def test_registration_and_pdp_drive_link_health(sim: SimProcess) -> None:
     driver, ctx = make_driver(f"serial://{sim.link}")
     async with running(driver, ctx):
-        await ctx.until(lambda: ctx.health(), "link up")
-        await sim.command("reg 2")
-        await ctx.until(lambda: not ctx.health()[-1].up, "down while searching")
+        await ctx.wait(lambda: ctx.health(), 8.0, "link up")
+        await sim.control_ok("reg 2")
+        await ctx.wait(lambda: not ctx.health()[-1].up, 8.0, "down while searching")
         assert ctx.health()[-1].detail == "BGAN searching"
         ev = ctx.events("registration")[-1]
         assert ev.severity == "warning" and ev.extra == {"registration": "searching", "previous": "home"}
-        await sim.command("reg 5")
-        await ctx.until(lambda: ctx.health()[-1].up, "up when roaming")
+        await sim.control_ok("reg 5")
+        await ctx.wait(lambda: ctx.health()[-1].up, 8.0, "up when roaming")
         assert "roaming" in ctx.health()[-1].detail and ctx.events("registration")[-1].severity == "info"
 
-        await sim.command("pdp 1 0")
-        await ctx.until(lambda: not ctx.health()[-1].up, "down without a PDP context")
+        await sim.control_ok("pdp 1 0")
+        await ctx.wait(lambda: not ctx.health()[-1].up, 8.0, "down without a PDP context")
         assert "no PDP context" in ctx.health()[-1].detail
         assert ctx.events("pdp")[-1].extra == {"active": False}
-        await sim.command("pdp 3 1")
-        await ctx.until(lambda: ctx.health()[-1].up, "up with another context")
-        await ctx.until(lambda: ctx.statuses()[-1]["pdp_contexts"] == [3], "context 3 in the status")
-        await sim.command("reg 3")
-        await ctx.until(lambda: not ctx.health()[-1].up, "down when denied")
+        await sim.control_ok("pdp 3 1")
+        await ctx.wait(lambda: ctx.health()[-1].up, 8.0, "up with another context")
+        await ctx.wait(lambda: ctx.statuses()[-1]["pdp_contexts"] == [3], 8.0, "context 3 in the status")
+        await sim.control_ok("reg 3")
+        await ctx.wait(lambda: not ctx.health()[-1].up, 8.0, "down when denied")
         await asyncio.sleep(0.5)
     assert [h.up for h in ctx.health()] == [True, False, True, False, True, False]  # once per change
     assert [e.extra["registration"] for e in ctx.events("registration")] == ["searching", "roaming", "denied"]
     assert ctx.statuses()[-1]["registration"] == "denied" and ctx.statuses()[-1]["registered"] is False
 
 
-async def test_noise_is_counted_and_harmless(sim: Sim) -> None:
+async def test_noise_is_counted_and_harmless(sim: SimProcess) -> None:
     driver, ctx = make_driver(f"serial://{sim.link}")
-    async with running(driver, ctx) as task:
-        await ctx.until(lambda: ctx.health(), "link up")
+    async with running(driver, ctx) as failures:
+        await ctx.wait(lambda: ctx.health(), 8.0, "link up")
         for noise in ("00ff7f800d0a", "2b43475245433a2078797a0d0a", "5f495349473a206e616e0d0a",  # +CGREG: xyz / _ISIG: nan
                       "deadbeef", "0d0d0d0a0a", bytes(range(256)).hex()):
-            await sim.command(f"noise {noise}")
+            await sim.control_ok(f"noise {noise}")
             await asyncio.sleep(0.1)
         polls = driver.stats()["polls"]
-        await ctx.until(lambda: driver.stats()["polls"] >= polls + 3, "polls go on after the noise")
-        assert not task.done()
+        await ctx.wait(lambda: driver.stats()["polls"] >= polls + 3, 8.0, "polls go on after the noise")
+        assert not failures
     stats = driver.stats()
     assert stats["at_unexpected_lines"] + stats.get("bad_lines", 0) >= 3, stats
     assert [h.up for h in ctx.health()] == [True]  # noise did not touch the verdict
@@ -211,37 +133,36 @@ async def test_noise_is_counted_and_harmless(sim: Sim) -> None:
     assert ctx.statuses()[-1]["registration"] == "home"
 
 
-async def test_unplug_reports_down_then_reconnects(sim: Sim) -> None:
+async def test_unplug_reports_down_then_reconnects(sim: SimProcess) -> None:
     driver, ctx = make_driver(f"serial://{sim.link}")
-    failures: list[BaseException] = []
-    async with running(driver, ctx, failures):
-        await ctx.until(lambda: ctx.health(), "link up")
-        await sim.command("unplug 1.5")
-        await ctx.until(lambda: failures, "the line to fail")
+    async with running(driver, ctx) as failures:
+        await ctx.wait(lambda: ctx.health(), 8.0, "link up")
+        await sim.control_ok("unplug 1.5")
+        await ctx.wait(lambda: failures, 8.0, "the line to fail")
         assert isinstance(failures[0], ConnectionError)
         assert not ctx.health()[-1].up and "not answering" in ctx.health()[-1].detail
-        await ctx.until(lambda: ctx.health()[-1].up, "link up after the replug", timeout=10)
-        await ctx.until(lambda: ctx.of(OnlineChange)[-1].online, "online again")
+        await ctx.wait(lambda: ctx.health()[-1].up, 10, "link up after the replug")
+        await ctx.wait(lambda: ctx.of(OnlineChange)[-1].online, 8.0, "online again")
         polls = driver.stats()["polls"]
-        await ctx.until(lambda: driver.stats()["polls"] > polls + 1, "polling again")
-    flow = [(type(m).__name__, getattr(m, "up", getattr(m, "online", None))) for m in ctx.msgs
+        await ctx.wait(lambda: driver.stats()["polls"] > polls + 1, 8.0, "polling again")
+    flow = [(type(m).__name__, getattr(m, "up", getattr(m, "online", None))) for m in ctx.messages
             if isinstance(m, LinkHealth | OnlineChange)]
     assert flow.index(("LinkHealth", False)) < flow.index(("OnlineChange", False))  # reported before the run ended
     assert [h.up for h in ctx.health()] == [True, False, True]  # however many reopen attempts failed
-    assert (await sim.command("stats"))["unplugs"] == 1
+    assert (await sim.control_ok("stats"))["unplugs"] == 1
 
 
 async def test_tcp_transport(tmp_path: Path) -> None:
-    sim = Sim(tmp_path / "bgan", "--tcp", "127.0.0.1:0")
+    sim = start_sim(tmp_path / "bgan", "--tcp", "127.0.0.1:0")
     try:
         driver, ctx = make_driver("tcp://{}:{}".format(*sim.ready["tcp"]))
         async with running(driver, ctx):
-            await ctx.until(lambda: ctx.health() and ctx.health()[-1].up, "link up over TCP")
-            stats = await sim.command("stats")
+            await ctx.wait(lambda: ctx.health() and ctx.health()[-1].up, 8.0, "link up over TCP")
+            stats = await sim.control_ok("stats")
         assert stats["tcp_clients"] == 1 and stats["by_command"]["E0"] == 1  # a TCP session starts echoing
         assert driver.stats()["at_errors"] == 0
     finally:
-        await sim.aclose()
+        sim.stop()
 
 
 class FakeTerminal:
@@ -276,7 +197,7 @@ async def test_errors_and_silence_are_counted_then_the_run_ends() -> None:
     driver, ctx = make_driver(await terminal.start(), timeout_s=0.3, max_failures=3)
     task = asyncio.create_task(driver.run())
     try:
-        await ctx.until(lambda: driver.stats().get("polls", 0) >= 2, "two polls")
+        await ctx.wait(lambda: driver.stats().get("polls", 0) >= 2, 8.0, "two polls")
         stats = driver.stats()
         assert stats["errors"] >= 2 and stats["unanswered"] >= 2  # AT_ISIG refused, AT_IGPS? unanswered
         status = ctx.statuses()[-1]
@@ -337,7 +258,7 @@ class FakeMqttLink:
         return {"name": self.name}
 
 
-async def test_uplink_manager_follows_the_terminal(sim: Sim) -> None:
+async def test_uplink_manager_follows_the_terminal(sim: SimProcess) -> None:
     """kit `uplinks[].health_from: [bgan-1]`: the BGAN's own view decides that uplink's health."""
     bus, registry = Bus(), DeviceRegistry()
     outbox = Outbox(None)
@@ -350,15 +271,15 @@ async def test_uplink_manager_follows_the_terminal(sim: Sim) -> None:
     driver, ctx = make_driver(f"serial://{sim.link}", FakeCtx(bus))
     try:
         async with running(driver, ctx):
-            await ctx.until(lambda: manager.active is not None and manager.active.name == "bgan", "BGAN uplink active")
-            await sim.command("reg 2")
-            await ctx.until(lambda: manager.active is not None and manager.active.name == "backup", "failover")
+            await ctx.wait(lambda: manager.active is not None and manager.active.name == "bgan", 8.0, "BGAN uplink active")
+            await sim.control_ok("reg 2")
+            await ctx.wait(lambda: manager.active is not None and manager.active.name == "backup", 8.0, "failover")
             assert manager.uplink_stats()[0]["reported_down"] == {TERMINAL: "BGAN searching"}
             sent = len(backup.topics)
-            await ctx.until(lambda: any(f"/devices/{TERMINAL}/" in t for t in backup.topics[sent:]),
+            await ctx.wait(lambda: any(f"/devices/{TERMINAL}/" in t for t in backup.topics[sent:]), 8.0,
                             "the terminal's own telemetry over the backup")
-            await sim.command("reg 1")
-            await ctx.until(lambda: manager.active is not None and manager.active.name == "bgan", "failback")
+            await sim.control_ok("reg 1")
+            await ctx.wait(lambda: manager.active is not None and manager.active.name == "bgan", 8.0, "failback")
         assert manager.failovers == 2 and manager.uplink_stats()[0]["reported_down"] == {}
     finally:
         uplinks.cancel()

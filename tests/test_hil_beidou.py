@@ -5,15 +5,9 @@ sentences against docs/serial-protocols.md with its own checksum code.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import select
-import signal
-import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from functools import reduce
@@ -26,8 +20,8 @@ import serial
 
 from hil.beidou import nmea
 from hil.beidou.cli import build_parser
+from tests.serial_sims import SimProcess
 
-ROOT = Path(__file__).resolve().parents[1]
 DIALECTS = ["2.1", "bds3"]
 OWN = "0123456"
 TEAM = "7654321"
@@ -58,41 +52,15 @@ def fki(dialect: str, fields: list[str]) -> dict[str, Any]:
     return {"ok": fields[2] == "Y", "reason": int(fields[3]), "wait": int(fields[4])}
 
 
-class Sim:
+class Sim(SimProcess):
     def __init__(self, tmp: Path, args: list[str]) -> None:
-        self.link = tmp / "bd-link"
-        self.log = tmp / "sim.log"
-        self.proc = subprocess.Popen([sys.executable, "-m", "hil.beidou", "--link", str(self.link), "--log-level",
-                                      "DEBUG", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log.open("w"),
-                                     text=True)
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 10.0)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.proc.kill()
-            raise AssertionError(f"simulator not ready; log:\n{self.log.read_text()}")
-        self.ready = json.loads(line)
-        self._ctl = socket.create_connection(tuple(self.ready["control"]), timeout=5.0)
-        self._ctl_file = self._ctl.makefile("rb")
-
-    def control(self, line: str) -> dict[str, Any]:
-        self._ctl.sendall(line.encode() + b"\n")
-        return json.loads(self._ctl_file.readline())
+        super().__init__("hil.beidou", ["--link", str(tmp / "bd-link"), "--log-level", "DEBUG", *args],
+                         log=tmp / "sim.log", keep_control=True)
 
     def open(self) -> Wire:
         port = serial.Serial(str(self.link), 115200, timeout=0.05)
         port.reset_input_buffer()  # what the terminal said before anyone listened
         return Wire(port)
-
-    def stop(self) -> int:
-        self._ctl.close()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
 
 
 class Wire:

@@ -6,7 +6,6 @@ The simulator runs as ``python -m hil.bgan``.
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -14,48 +13,32 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import serial
 
-from tests.procs import ROOT, stop_process
+from tests.procs import ROOT
+from tests.serial_sims import SimProcess
 
 pytestmark = pytest.mark.timeout(30)
 
 
-class Sim:
+class Sim(SimProcess):
     def __init__(self, tmp_path: Path, *extra: str) -> None:
-        self.link = tmp_path / "bgan0"
-        self.proc = subprocess.Popen([sys.executable, "-m", "hil.bgan", "--link", str(self.link),
-                                      "--control", "127.0.0.1:0", "--seed", "3", *extra],
-                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"simulator exited {self.proc.wait()}: {self.proc.stderr.read().decode()}")
-        self.ready: dict[str, Any] = json.loads(line)
-        assert self.ready["ready"] is True and self.ready["link"] == str(self.link)
-        self.control = socket.create_connection(tuple(self.ready["control"]), timeout=5)
-        self._lines = self.control.makefile("rb")
-
-    def command(self, line: str) -> dict[str, Any]:
-        self.control.sendall(line.encode() + b"\n")
-        return json.loads(self._lines.readline())
+        link = tmp_path / "bgan0"
+        super().__init__("hil.bgan", ["--link", str(link), "--control", "127.0.0.1:0", "--seed", "3", *extra],
+                         ready_timeout=30.0, keep_control=True)
+        assert self.ready["ready"] is True and self.ready["link"] == str(link)
 
     def open(self) -> serial.Serial:
         return serial.Serial(str(self.link), 19200, timeout=2)
-
-    def close(self) -> None:
-        self.control.close()
-        stop_process(self.proc)
 
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[Sim]:
     s = Sim(tmp_path)
     yield s
-    s.close()
+    s.stop()
 
 
 @pytest.fixture
@@ -130,29 +113,29 @@ def test_each_command_in_the_default_state(port: serial.Serial) -> None:
 def test_scripted_link_states_via_control(sim: Sim, port: serial.Serial) -> None:
     at(port, "ATE0")
     assert at(port, "AT+CGREG=1") == []  # unsolicited +CGREG: <stat> on changes
-    reply = sim.command("reg 2")
+    reply = sim.control("reg 2")
     assert reply == {"ok": True, "reg": 2, "link_up": False}
     assert port.read_until(b"+CGREG: 2\r\n").endswith(b"\r\n+CGREG: 2\r\n")
     assert at(port, "AT+CGREG?") == ["+CGREG: 1,2"]
     assert at(port, "AT+CGACT?") == ["+CGACT: 1,1"]  # registration and contexts are scripted separately
-    assert sim.command("pdp 1 0")["ok"]
+    assert sim.control("pdp 1 0")["ok"]
     port.write(b"AT+CGACT=1,1\r")  # cannot activate while not registered
     assert read_reply(port) == b"\r\nERROR\r\n"
-    assert sim.command("reg 5")["ok"]
+    assert sim.control("reg 5")["ok"]
     port.read_until(b"+CGREG: 5\r\n")
     assert at(port, "AT+CGACT=1,1") == [] and at(port, "AT+CGACT?") == ["+CGACT: 1,1"]
-    assert sim.command("pdp 3 1")["link_up"] is True
+    assert sim.control("pdp 3 1")["link_up"] is True
     assert at(port, "AT+CGACT?") == ["+CGACT: 1,1", "+CGACT: 3,1"]
-    assert sim.command("cn0 38.5")["ok"]
+    assert sim.control("cn0 38.5")["ok"]
     readings = [float(at(port, "AT_ISIG")[0].split(": ")[1]) for _ in range(5)]
     assert all(abs(r - 38.5) < 2 for r in readings)
-    assert sim.command("gps 0 -33.8688 151.2093")["ok"]
+    assert sim.control("gps 0 -33.8688 151.2093")["ok"]
     assert at(port, "AT_IGPS?") == ["_IGPS: 0,-33.868800,151.209300"]
-    assert sim.command("noise 00ff2a0d0a")["ok"]
+    assert sim.control("noise 00ff2a0d0a")["ok"]
     assert port.read(5) == b"\x00\xff*\r\n"
     for bad in ("reg 9", "pdp 1 2", "pdp 99 1", "cn0 x", "gps 4 0 0", "noise zz", "unplug -1", "fly"):
-        assert sim.command(bad)["ok"] is False, bad
-    stats = sim.command("stats")
+        assert sim.control(bad)["ok"] is False, bad
+    stats = sim.control("stats")
     assert stats["ok"] and stats["reg"] == 5 and stats["link_up"] and stats["by_command"]["_ISIG"] == 5
     assert stats["noise_bytes"] == 5 and stats["plugged"]
 
@@ -161,7 +144,7 @@ def test_unplug_brings_the_link_back_under_a_new_pts(sim: Sim) -> None:
     old = sim.open()
     before = os.path.realpath(sim.link)
     assert at(old, "ATE0") == []
-    assert sim.command("unplug 0.5") == {"ok": True, "unplugged_s": 0.5}
+    assert sim.control("unplug 0.5") == {"ok": True, "unplugged_s": 0.5}
     with pytest.raises((serial.SerialException, OSError)):
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:  # the driver's reads fail, like a pulled cable
@@ -177,7 +160,7 @@ def test_unplug_brings_the_link_back_under_a_new_pts(sim: Sim) -> None:
     with sim.open() as new:
         assert at(new, "AT") == []  # settings kept: the terminal itself did not restart
         assert at(new, "AT+CGREG?") == ["+CGREG: 0,1"]
-    assert sim.command("stats")["unplugs"] == 1
+    assert sim.control("stats")["unplugs"] == 1
 
 
 def test_tcp_and_script_file(tmp_path: Path) -> None:
@@ -210,11 +193,11 @@ def test_tcp_and_script_file(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert tcp_at("AT+CGREG?") == ["+CGREG: 0,1"]
-        stats = sim.command("stats")
+        stats = sim.control("stats")
         assert stats["script"] == {"steps": 6, "played": 6, "failed": 0} and stats["tcp_clients"] == 1
         conn.close()
     finally:
-        sim.close()
+        sim.stop()
     assert not sim.link.exists()  # removed on exit
 
 

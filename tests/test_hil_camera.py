@@ -11,8 +11,6 @@ import json
 import os
 import random
 import re
-import select
-import signal
 import socket
 import struct
 import subprocess
@@ -29,6 +27,7 @@ from hil.camera.nal import join_annexb, split_annexb
 from hil.camera.rtp import RtpStream, fragment_h264, fragment_h265
 from hil.camera.sei import build_stamp_nal
 from tests.conftest import free_port
+from tests.serial_sims import SimProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -59,36 +58,12 @@ print(json.dumps({"codec": stream.codec_context.name, "width": size[0], "height"
 """
 
 
-class Sim:
+class Sim(SimProcess):
     """``python -m hil.camera ...`` as a subprocess; ``info`` is its --print-port JSON line."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "hil.camera", *args, "--print-port"], cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 20.0)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.kill()
-            raise AssertionError(f"simulator printed no URL; stderr:\n{self.stderr()}")
-        self.info: dict = json.loads(line)
-
-    def stderr(self) -> str:
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read() if self.proc.poll() is not None else ""
-
-    def terminate(self) -> tuple[int, float]:
-        t0 = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=5.0), time.monotonic() - t0
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__("hil.camera", [*args, "--print-port"], ready_timeout=20.0)
+        self.info: dict = self.ready
 
 
 def start_reader(url: str, frames: int, **options: str) -> subprocess.Popen[str]:

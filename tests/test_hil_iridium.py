@@ -2,57 +2,27 @@
 port over TCP, the simulator as its own process (``python -m hil.iridium``)."""
 from __future__ import annotations
 
-import json
 import os
-import signal
-import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import serial
 
 from hil.iridium import checksum, main, parse_sbdrb, sbdrb_frame, with_checksum
-from tests.procs import ROOT
+from tests.serial_sims import SimProcess
 
 OK = b"\r\nOK\r\n"
 FAST = ["--session-delay", "0.05-0.15", "--csq-delay", "0.3", "--seed", "7"]
 
 
-class Sim:
+class Sim(SimProcess):
     """The simulator process and a connection to its control port."""
 
     def __init__(self, link: Path, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "hil.iridium", "--link", str(link), *args], cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"simulator exited {self.proc.wait()}: {self.proc.stderr.read()!r}")  # type: ignore[union-attr]
-        self.ready: dict[str, Any] = json.loads(line)
-        self.sock = socket.create_connection(tuple(self.ready["control"]), timeout=5)
-        self.rfile = self.sock.makefile("rb")
-
-    def ctl(self, line: str) -> dict[str, Any]:
-        self.sock.sendall(line.encode() + b"\n")
-        return json.loads(self.rfile.readline())
-
-    def stop(self) -> int:
-        self.rfile.close()
-        self.sock.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        super().__init__("hil.iridium", ["--link", str(link), *args], ready_timeout=30.0, keep_control=True)
 
 
 class Host:
@@ -158,7 +128,7 @@ def test_echo_identity_and_unknown_commands(start: Callable[..., tuple[Sim, Host
     assert host.quiet() == b""
     assert host.cmd("ATE1") == OK
     assert host.cmd("AT+SBDMTA?") == b"AT+SBDMTA?\r\r\n+SBDMTA:0\r\n" + OK
-    stats = sim.ctl("stats")
+    stats = sim.control("stats")
     assert stats["ok"] and stats["echo"] is True and stats["errors"] == 2
 
 
@@ -181,7 +151,7 @@ def test_sbdwb_checksum_size_and_buffers(start: Callable[..., tuple[Sim, Host]])
     assert host.cmd("AT+SBDWT", b"READY\r\n") == b"\r\nREADY\r\n"
     assert host.cmd("Text, AT case kept") == b"\r\n0\r\n" + OK
     assert sbdix(host) == [0, 0, 0, 0, 0, 0]
-    assert bytes.fromhex(sim.ctl("received")["messages"][0]["hex"]) == b"Text, AT case kept"
+    assert bytes.fromhex(sim.control("received")["messages"][0]["hex"]) == b"Text, AT case kept"
 
 
 def test_sbdwb_times_out_when_bytes_stop(start: Callable[..., tuple[Sim, Host]]) -> None:
@@ -206,46 +176,46 @@ def test_sbdix_records_byte_exact_and_counts_momsn(start: Callable[..., tuple[Si
     assert sbdix(host) == [0, 1, 0, 0, 0, 0]  # empty MO buffer: a mailbox check, nothing recorded
     write_mo(host, b"\x04\x00hi")
     assert sbdix(host, "AT+SBDIX=3036.55,10403.80") == [0, 2, 0, 0, 0, 0]
-    got = sim.ctl("received")["messages"]
+    got = sim.control("received")["messages"]
     assert [(m["momsn"], bytes.fromhex(m["hex"]), m["length"]) for m in got] == [
         (0, first, len(first)), (2, b"\x04\x00hi", 4)]
-    stats = sim.ctl("stats")
+    stats = sim.control("stats")
     assert stats["sessions"] == 3 and stats["mo_received"] == 2 and stats["mailbox_checks"] == 1
     assert stats["momsn"] == 3 and [s["mo_status"] for s in stats["session_log"]] == [0, 0, 0]
 
 
 def test_injected_failures_keep_the_buffer_and_are_timed(start: Callable[..., tuple[Sim, Host]]) -> None:
     sim, host = start()
-    assert sim.ctl("fail 18")["pending"] == [18]
-    assert sim.ctl("fail 99")["ok"] is False
+    assert sim.control("fail 18")["pending"] == [18]
+    assert sim.control("fail 99")["ok"] is False
     payload = b"\x01" + bytes(12)
     write_mo(host, payload)
     assert sbdix(host) == [18, 0, 2, 0, 0, 0]
-    assert sim.ctl("received")["messages"] == []
+    assert sim.control("received")["messages"] == []
     assert sbdix(host) == [0, 0, 0, 0, 0, 0]  # retried without rewriting: the buffer stayed
-    assert [bytes.fromhex(m["hex"]) for m in sim.ctl("received")["messages"]] == [payload]
-    sim.ctl("fail 36")
-    sim.ctl("fail 35 2")
+    assert [bytes.fromhex(m["hex"]) for m in sim.control("received")["messages"]] == [payload]
+    sim.control("fail 36")
+    sim.control("fail 35 2")
     assert sbdix(host)[0] == 36
     time.sleep(0.4)  # the host waits before trying again
     assert [sbdix(host)[0] for _ in range(3)] == [35, 35, 0]
-    stats = sim.ctl("stats")
+    stats = sim.control("stats")
     log = stats["session_log"]
     assert stats["sessions"] == 6 and stats["mo_failed"] == 4 and stats["pending_failures"] == []
     assert [s["mo_status"] for s in log] == [18, 0, 36, 35, 35, 0]
     assert log[3]["ts"] - log[2]["ts"] >= 0.4 + log[2]["duration_s"] - 0.01
-    sim.ctl("csq 0")
+    sim.control("csq 0")
     assert sbdix(host)[:3] == [32, 2, 2]  # no signal: no network service
 
 
 def test_mt_mailbox_ring_sbdixa_and_sbdrb(start: Callable[..., tuple[Sim, Host]]) -> None:
     sim, host = start()
-    assert sim.ctl("mt 0102")["ring"] is False  # ring alerts off at power-up
+    assert sim.control("mt 0102")["ring"] is False  # ring alerts off at power-up
     assert host.quiet() == b""
     host.cmd("AT+SBDMTA=1")
     mt = b"\x04\x03ops" + "réponse".encode() + b"\r\nOK\r\n" + bytes(range(251))  # 270 bytes
     assert len(mt) == 270
-    reply = sim.ctl(f"mt {mt.hex()}")
+    reply = sim.control(f"mt {mt.hex()}")
     assert reply["ok"] and reply["mtmsn"] == 2 and reply["mailbox"] == 2 and reply["ring"] is True
     assert host.until(b"\r\nSBDRING\r\n") == b"\r\nSBDRING\r\n"
     assert sbdix(host, "AT+SBDIXA") == [0, 0, 1, 1, 2, 1]  # the older one first, one more queued
@@ -258,14 +228,14 @@ def test_mt_mailbox_ring_sbdixa_and_sbdrb(start: Callable[..., tuple[Sim, Host]]
     assert frame[:2] == b"\x01\x0e" and frame[-2:] == checksum(mt)
     assert parse_sbdrb(frame) == mt
     assert host.cmd("AT+SBDS") == b"\r\n+SBDS: 0, 2, 1, 2\r\n" + OK
-    assert sim.ctl(f"mt {'00' * 271}")["ok"] is False
-    sim.ctl("mt 6869")
+    assert sim.control(f"mt {'00' * 271}")["ok"] is False
+    sim.control("mt 6869")
     host.until(b"\r\nSBDRING\r\n")
     assert sbdix(host, "AT+SBDIXA") == [0, 2, 1, 3, 2, 0]
     assert host.cmd("AT+SBDRT") == b"\r\n+SBDRT:\r\nhi\r\n" + OK
     host.cmd("AT+SBDD2")
     assert host.cmd("AT+SBDRB") == b"\x00\x00\x00\x00" + OK
-    stats = sim.ctl("stats")
+    stats = sim.control("stats")
     assert stats["mt_delivered"] == 3 and stats["mailbox"] == 0 and stats["rings_sent"] == 2
 
 
@@ -274,16 +244,16 @@ def test_ring_waits_for_the_end_of_an_answer(start: Callable[..., tuple[Sim, Hos
     host.cmd("AT+SBDMTA=1")
     host.send(b"AT+CSQ\r")  # takes 0.3 s
     time.sleep(0.1)
-    sim.ctl("mt 41")
+    sim.control("mt 41")
     assert host.until(b"SBDRING\r\n") == b"\r\n+CSQ:5\r\n" + OK + b"\r\nSBDRING\r\n"
     host.send(b"AT+SBDIX\r")  # the session takes the message queued meanwhile: no ring after it
     time.sleep(0.05)
-    sim.ctl("mt 42")
+    sim.control("mt 42")
     assert host.until(OK).startswith(b"\r\n+SBDIX: 0, 0, 1, 1, 1, 1\r\n")
     assert host.until(b"SBDRING\r\n") == b"\r\nSBDRING\r\n"  # one still waits: rung after the answer
     host.send(b"AT+SBDIX\r")
     time.sleep(0.05)
-    assert sim.ctl("ring")["ring"] is True
+    assert sim.control("ring")["ring"] is True
     host.until(OK)
     assert host.quiet() == b""  # mailbox emptied by the session: the deferred ring is dropped
 
@@ -296,13 +266,13 @@ def test_csq_takes_time_csqf_does_not(start: Callable[..., tuple[Sim, Host]]) ->
     t0 = time.monotonic()
     assert host.cmd("AT+CSQF") == b"\r\n+CSQF:3\r\n" + OK
     assert time.monotonic() - t0 < 0.2
-    assert sim.ctl("csq 1")["csq"] == 1 and sim.ctl("csq 9")["ok"] is False
+    assert sim.control("csq 1")["csq"] == 1 and sim.control("csq 9")["ok"] is False
     assert host.cmd("AT+CSQF") == b"\r\n+CSQF:1\r\n" + OK
 
 
 def test_noise_reaches_the_host(start: Callable[..., tuple[Sim, Host]]) -> None:
     sim, host = start()
-    assert sim.ctl("noise 00ff0d0a2b5342")["sent"] is True
+    assert sim.control("noise 00ff0d0a2b5342")["sent"] is True
     assert host.until(b"+SB") == b"\x00\xff\r\n+SB"
     assert host.cmd("AT") == OK
 
@@ -312,7 +282,7 @@ def test_unplug_comes_back_on_a_new_pty(start: Callable[..., tuple[Sim, Host]], 
     link = tmp_path / "iridium0"
     old = os.path.realpath(link)
     write_mo(host, b"lost")
-    assert sim.ctl("unplug 0.3")["ok"] is True
+    assert sim.control("unplug 0.3")["ok"] is True
     with pytest.raises(serial.SerialException):  # the driver's reads fail, like a pulled cable
         host.ser.timeout = 1
         host.ser.read(1)
@@ -328,7 +298,7 @@ def test_unplug_comes_back_on_a_new_pty(start: Callable[..., tuple[Sim, Host]], 
         assert again.cmd("AT+SBDS") == b"AT+SBDS\r\r\n+SBDS: 0, 0, 0, -1\r\n" + OK  # MO buffer lost
     finally:
         again.close()
-    stats = sim.ctl("stats")
+    stats = sim.control("stats")
     assert stats["unplugs"] == 1 and stats["plugged"] is True and stats["tty"] == new
 
 
@@ -338,17 +308,17 @@ def test_unplug_of_the_serial_adapter_only_keeps_the_modem_running(start: Callab
     write_mo(host, b"kept")
     host.send(b"AT+SBDIX\r")
     time.sleep(0.05)
-    sim.ctl("unplug 0.6")  # the session ends while unplugged: its answer is lost, the message arrived
+    sim.control("unplug 0.6")  # the session ends while unplugged: its answer is lost, the message arrived
     host.close()
     time.sleep(0.8)
-    stats = sim.ctl("stats")
+    stats = sim.control("stats")
     assert stats["plugged"] is True and stats["session_log"][0]["mo_status"] == 0
     again = Host(tmp_path / "iridium0")
     try:
         assert again.cmd("AT+SBDS") == b"\r\n+SBDS: 1, 1, 0, -1\r\n" + OK  # echo still off, MO buffer kept
     finally:
         again.close()
-    assert [m["hex"] for m in sim.ctl("received")["messages"]] == [b"kept".hex()]
+    assert [m["hex"] for m in sim.control("received")["messages"]] == [b"kept".hex()]
 
 
 # ---------------------------------------------------------------- team units (--peer, `peer`)
@@ -429,7 +399,7 @@ def test_peers_report_as_mt_messages(start: Callable[..., tuple[Sim, Host]]) -> 
     assert speed == 1000 and heading is not None and abs(heading - 9000) <= 1  # 36 km/h east
     assert abs(lat - 10) < 1e-5 and 20 < lon < 20 + 30 * 10 / 111_000  # 10 m/s for under 30 s
     time.sleep(0.5)
-    stats = sim.ctl("stats")
+    stats = sim.control("stats")
     assert stats["peers"] == ["TEAM-1", "Mover-2"] and stats["peer_reports"] >= 2
     assert stats["peer_reports_dropped"] == 0 and stats["mt_queued_total"] == stats["peer_reports"]
 
@@ -451,13 +421,13 @@ def test_moving_peer_advances_along_its_heading(start: Callable[..., tuple[Sim, 
         assert abs((b - a) / deg_per_s - 0.4) < 0.15  # one interval apart
     assert all(abs(entries[0][2]) < 1e-7 and entries[0][4] == 50000 and entries[0][5] == 0
                for _, entries in reports)
-    assert sim.ctl("stats")["peer_reports"] >= len(reports)
+    assert sim.control("stats")["peer_reports"] >= len(reports)
 
 
 def test_peer_control_command_queues_a_report(start: Callable[..., tuple[Sim, Host]]) -> None:
     sim, host = start()
     host.cmd("AT+SBDMTA=1")
-    reply = sim.ctl("peer OPS-7 -33.9249 -70.5")
+    reply = sim.control("peer OPS-7 -33.9249 -70.5")
     assert reply["ok"] and reply["id"] == "OPS-7" and reply["mtmsn"] == 1 and reply["ring"] is True
     assert reply["length"] == 3 + 5 + 18 and reply["mailbox"] == 1
     assert host.until(b"\r\nSBDRING\r\n") == b"\r\nSBDRING\r\n"
@@ -467,6 +437,6 @@ def test_peer_control_command_queues_a_report(start: Callable[..., tuple[Sim, Ho
     assert decode_batch(data) == ("OPS-7", [(reply["ts"], -33.9249, -70.5, None, None, None)])
     for bad, reason in [("peer OPS-7 91 0", "latitude"), ("peer OPS-7 0 180.5", "longitude"),
                         ("peer ops_7 0 0", "unit ID"), ("peer OPS-7 0", "usage"), ("peer OPS-7 x 0", "number")]:
-        r = sim.ctl(bad)
+        r = sim.control(bad)
         assert r["ok"] is False and reason in r["error"], r
-    assert sim.ctl("stats")["mailbox"] == 0
+    assert sim.control("stats")["mailbox"] == 0

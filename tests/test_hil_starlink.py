@@ -7,7 +7,6 @@ control port or a ``--script`` file.
 """
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -22,41 +21,26 @@ from google.protobuf import descriptor_pool
 from google.protobuf.message_factory import GetMessageClass
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from tests.procs import ROOT, stop_process
+from tests.procs import ROOT
+from tests.serial_sims import SimProcess
 
 SERVICE = "SpaceX.API.Device.Device"
 pytestmark = pytest.mark.timeout(30)
 
 
-class Sim:
+class Sim(SimProcess):
     def __init__(self, tmp_path: Path, *extra: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "hil.starlink", "--listen", "127.0.0.1:0",
-                                      "--control", "127.0.0.1:0", "--seed", "7", *extra],
-                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"simulator exited {self.proc.wait()}: {self.proc.stderr.read().decode()}")
-        ready = json.loads(line)
-        assert ready["ready"] is True
-        self.target = "%s:%d" % tuple(ready["grpc"])
-        self.control = socket.create_connection(tuple(ready["control"]), timeout=5)
-        self._lines = self.control.makefile("rb")
-
-    def command(self, line: str) -> dict[str, Any]:
-        self.control.sendall(line.encode() + b"\n")
-        return json.loads(self._lines.readline())
-
-    def close(self) -> None:
-        self.control.close()
-        stop_process(self.proc)
+        super().__init__("hil.starlink", ["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--seed", "7", *extra],
+                         ready_timeout=30.0, keep_control=True)
+        assert self.ready["ready"] is True
+        self.target = "%s:%d" % tuple(self.ready["grpc"])
 
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[Sim]:
     s = Sim(tmp_path)
     yield s
-    s.close()
+    s.stop()
 
 
 class ReflectingClient:
@@ -118,30 +102,30 @@ def test_get_status_online_values_vary_realistically(client: ReflectingClient) -
 
 
 def test_scripted_obstruction_drop_rate_and_alerts(sim: Sim, client: ReflectingClient) -> None:
-    assert sim.command("state obstructed") == {"ok": True, "state": "obstructed"}
+    assert sim.control("state obstructed") == {"ok": True, "state": "obstructed"}
     s = client.status()
     assert s.obstruction_stats.currently_obstructed and s.obstruction_stats.fraction_obstructed > 0.1
     assert s.pop_ping_drop_rate > 0.2
-    assert sim.command("set pop_ping_drop_rate 0.6")["ok"]
-    assert sim.command("set obstruction_stats.fraction_obstructed 0.42")["ok"]
-    assert sim.command("alert thermal_throttle on")["ok"]
+    assert sim.control("set pop_ping_drop_rate 0.6")["ok"]
+    assert sim.control("set obstruction_stats.fraction_obstructed 0.42")["ok"]
+    assert sim.control("alert thermal_throttle on")["ok"]
     s = client.status()
     assert s.pop_ping_drop_rate == pytest.approx(0.6)
     assert s.obstruction_stats.fraction_obstructed == pytest.approx(0.42)
     assert s.alerts.thermal_throttle and not s.alerts.motors_stuck
 
-    assert sim.command("state offline")["ok"]  # answering, but no service: pins cleared, alert kept
+    assert sim.control("state offline")["ok"]  # answering, but no service: pins cleared, alert kept
     s = client.status()
     assert s.pop_ping_drop_rate == 1.0 and s.downlink_throughput_bps == 0 and s.alerts.thermal_throttle
-    assert sim.command("alert thermal_throttle off")["ok"] and sim.command("state degraded")["ok"]
+    assert sim.control("alert thermal_throttle off")["ok"] and sim.control("state degraded")["ok"]
     s = client.status()
     assert 0 < s.pop_ping_drop_rate < 0.2 and not s.alerts.thermal_throttle
 
     for bad in ("state sideways", "set no_such_field 1", "set pop_ping_drop_rate 1.5", "alert motors_stuck maybe",
                 "set gps_valid perhaps", "down -1", "frobnicate"):
-        reply = sim.command(bad)
+        reply = sim.control(bad)
         assert reply["ok"] is False and reply["error"], bad
-    stats = sim.command("stats")
+    stats = sim.control("stats")
     assert stats["ok"] and stats["served"] == 4 and stats["state"] == "degraded" and stats["up"] is True
 
 
@@ -155,14 +139,14 @@ def test_empty_request_is_unimplemented(client: ReflectingClient) -> None:
 def test_down_refuses_then_recovers_as_after_a_reboot(sim: Sim, client: ReflectingClient) -> None:
     time.sleep(1.1)
     assert client.status().device_state.uptime_s >= 1
-    assert sim.command("down 1.5") == {"ok": True, "down_s": 1.5}
+    assert sim.control("down 1.5") == {"ok": True, "down_s": 1.5}
     with pytest.raises(grpc.RpcError) as err:
         client.status(timeout=0.5)
     assert err.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
     with socket.socket() as s:  # refused outright, not just slow
         host, port = sim.target.rsplit(":", 1)
         assert s.connect_ex((host, int(port))) != 0
-    assert sim.command("stats")["up"] is False
+    assert sim.control("stats")["up"] is False
     deadline = time.monotonic() + 6
     while True:  # the same channel (and the types learned before) work again
         try:
@@ -172,7 +156,7 @@ def test_down_refuses_then_recovers_as_after_a_reboot(sim: Sim, client: Reflecti
             assert time.monotonic() < deadline, "dish did not come back"
             time.sleep(0.1)
     assert s.device_state.uptime_s < 2  # rebooted
-    stats = sim.command("stats")
+    stats = sim.control("stats")
     assert stats["up"] is True and stats["downs"] == 1 and stats["reboots"] == 1
 
 
@@ -190,10 +174,10 @@ def test_script_file_plays_in_order(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert client.status().obstruction_stats.currently_obstructed
-        assert sim.command("stats")["script"] == {"steps": 3, "played": 3, "failed": 0}
+        assert sim.control("stats")["script"] == {"steps": 3, "played": 3, "failed": 0}
     finally:
         client.close()
-        sim.close()
+        sim.stop()
 
 
 def test_bad_script_is_refused(tmp_path: Path) -> None:

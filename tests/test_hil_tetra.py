@@ -5,12 +5,8 @@ LIP is decoded here independently of hil.tetra (and of the gateway's driver).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import select
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +16,8 @@ from typing import Any
 
 import pytest
 import serial
+
+from tests.serial_sims import SimProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 OWN = 2001
@@ -31,39 +29,12 @@ LAT_STEP = 180 / 2**24
 FINAL = re.compile(r"^(OK|ERROR|\+CME ERROR: \d+)$")
 
 
-class Sim:
+class Sim(SimProcess):
     def __init__(self, tmp: Path, extra: list[str]) -> None:
-        self.link = tmp / "tetra0"
-        self.log = tmp / "sim.log"
-        args = [sys.executable, "-m", "hil.tetra", "--link", str(self.link), "--issi", str(OWN),
+        args = ["--link", str(tmp / "tetra0"), "--issi", str(OWN),
                 "--team", f"{TEAM}:30.6586,104.0648:90:36", "--team", f"{STILL}:-33.8688,151.2093",
                 "--group", str(GROUP), "--report-delay", "0.1", "--log-level", "INFO", *extra]
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log.open("w"), text=True)
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 15.0)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.proc.kill()
-            raise AssertionError(f"simulator not ready; log:\n{self.log.read_text()}")
-        self.ready = json.loads(line)
-        self._ctl = socket.create_connection(tuple(self.ready["control"]), timeout=5)
-        self._ctl_file = self._ctl.makefile("rw", encoding="utf-8")
-
-    def control(self, line: str) -> dict[str, Any]:
-        self._ctl_file.write(line + "\n")
-        self._ctl_file.flush()
-        return json.loads(self._ctl_file.readline())
-
-    def close(self) -> int:
-        self._ctl.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        super().__init__("hil.tetra", args, ready_timeout=15.0, log=tmp / "sim.log", keep_control=True)
 
 
 class Pei:
@@ -139,7 +110,7 @@ def sim_args() -> list[str]:
 def sim(tmp_path: Path, sim_args: list[str]) -> Iterator[Sim]:
     s = Sim(tmp_path, sim_args)
     yield s
-    assert s.close() == 0, s.log.read_text()
+    assert s.stop() == 0, s.log.read_text()
 
 
 @pytest.fixture

@@ -4,14 +4,9 @@ The test side is a plain pymavlink + socket "GCS"; nothing from the gateway is u
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import select
-import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -19,41 +14,21 @@ from typing import Callable, Iterator
 import pytest
 from pymavlink.dialects.v20 import ardupilotmega as mavlink2
 
+from tests.serial_sims import SimProcess
+
 M = mavlink2
-ROOT = Path(__file__).resolve().parents[1]
 HOME = (30.6586, 104.0648, 500.0)
 KEY_HEX = "2b" * 16 + "7e" * 16
 KEY = bytes.fromhex(KEY_HEX)
 EPOCH_2015 = 1420070400
 
 
-class Sim:
-    """The simulator as a subprocess; reads the --print-port line."""
+class Sim(SimProcess):
+    """The simulator as a subprocess; `ports` is its --print-port line."""
 
     def __init__(self, args: list[str], log: Path) -> None:
-        self.log = log
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hil.uav", "--print-port", "--log-level", "INFO", *args],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 15.0)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.proc.kill()
-            raise AssertionError(f"simulator printed no ports; log:\n{log.read_text()}")
-        self.ports = json.loads(line)
-
-    def terminate(self) -> tuple[int, float]:
-        """SIGTERM; returns (exit code, seconds to exit)."""
-        t0 = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-        return rc, time.monotonic() - t0
+        super().__init__("hil.uav", ["--print-port", "--log-level", "INFO", *args], ready_timeout=15.0, log=log)
+        self.ports = self.ready
 
 
 class Gcs:

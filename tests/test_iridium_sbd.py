@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +22,27 @@ from drivers.iridium_sbd.receive import handle_mt
 from drivers.iridium_sbd.sendqueue import Outgoing, SendQueue
 from gateway.driver_api import CommandError, DeviceSpec, LinkSpec
 from gateway.model import BusMessage, Event, Position, StatusUpdate, Telemetry
-from tests.procs import ROOT, stop_process
+from tests.serial_sims import Collector, SimProcess, supervised, until
 
 MODEM, TEAM_A, TEAM_B = "sat-modem", "team-a", "team-b"
 
 
 # -- a DriverContext that keeps what the driver says -------------------------------------
-@dataclass
-class FakeContext:
-    ids: set[str]
-    published: list[BusMessage] = field(default_factory=list)
-    online: list[tuple[str, bool, str]] = field(default_factory=list)
+class FakeContext(Collector):
+    """Only devices of the link may be published for; `changes`: every online change, in order."""
+
+    def __init__(self, ids: set[str]) -> None:
+        super().__init__()
+        self.ids = ids
+        self.changes: list[tuple[str, bool, str]] = []
 
     def publish(self, msg: BusMessage) -> None:
         assert msg.device in self.ids, f"published for {msg.device}, not on the link"
-        self.published.append(msg)
+        super().publish(msg)
 
     def set_online(self, device_id: str, online: bool, reason: str = "") -> None:
-        self.online.append((device_id, online, reason))
-
-    def of(self, cls: type, device: str | None = None) -> list[Any]:
-        return [m for m in self.published if isinstance(m, cls) and (device is None or m.device == device)]
+        super().set_online(device_id, online, reason)
+        self.changes.append((device_id, online, reason))
 
     def status(self, device: str = MODEM) -> dict[str, Any]:
         merged: dict[str, Any] = {}
@@ -258,7 +254,7 @@ def test_mt_payloads_become_the_model() -> None:
     pos = ctx.of(Position, TEAM_A)
     assert [p.ts for p in pos] == [1_700_000_000_000, 1_700_000_100_000]
     assert all(p.source == "sbd" for p in pos) and (pos[1].lat, pos[1].lon, pos[1].alt_m) == (30.5, 114.25, 20.0)
-    assert (TEAM_A, True) in [(d, o) for d, o, _ in ctx.online]
+    assert (TEAM_A, True) in [(d, o) for d, o, _ in ctx.changes]
     handle_mt(drv, compact_report.encode_batch("ZZ-9", fixes[:1]), 8)
     unlisted = ctx.of(Event, MODEM)[-1]
     assert unlisted.severity == "info" and "ZZ-9" in unlisted.text and drv.counts["unlisted_senders"] == 1
@@ -274,84 +270,35 @@ def test_mt_payloads_become_the_model() -> None:
 
 
 # -- against the simulator ---------------------------------------------------------------------
-@dataclass
-class Sim:
-    proc: subprocess.Popen[bytes]
-    link: Path
-    port: int
-
-    async def control(self, command: str) -> dict[str, Any]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        try:
-            writer.write(command.encode() + b"\n")
-            await writer.drain()
-            reply = json.loads(await asyncio.wait_for(reader.readline(), 5))
-        finally:
-            writer.close()
-        assert reply["ok"], reply
-        return reply
-
-
-def start_sim(tmp_path: Path, *args: str) -> Sim:
+def start_sim(tmp_path: Path, *args: str) -> SimProcess:
     link = tmp_path / "iridium0"
-    proc = subprocess.Popen([sys.executable, "-m", "hil.iridium", "--link", str(link), "--control", "127.0.0.1:0",
-                             "--session-delay", "0.05-0.2", "--seed", "7", *args],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        raise RuntimeError(f"simulator exited with {proc.wait()}")
-    ready = json.loads(line)
-    assert ready["ready"] and ready["link"] == str(link)
-    return Sim(proc, link, ready["control"][1])
+    sim = SimProcess("hil.iridium", ["--link", str(link), "--control", "127.0.0.1:0", "--session-delay", "0.05-0.2",
+                                     "--seed", "7", *args], ready_timeout=30.0, log=tmp_path / "iridium0.log")
+    assert sim.ready["ready"] and sim.ready["link"] == str(link)
+    return sim
 
 
 @pytest.fixture
-def sim_factory(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
-    sims: list[Sim] = []
+def sim_factory(tmp_path: Path) -> Iterator[Callable[..., SimProcess]]:
+    sims: list[SimProcess] = []
 
-    def factory(*args: str) -> Sim:
+    def factory(*args: str) -> SimProcess:
         sims.append(start_sim(tmp_path, *args))
         return sims[-1]
 
     yield factory
     for s in sims:
-        stop_process(s.proc)
+        s.stop()
 
 
 @contextlib.asynccontextmanager
-async def running(sim: Sim, **options: Any) -> AsyncIterator[tuple[IridiumSbdDriver, FakeContext, list[str]]]:
+async def running(sim: SimProcess, **options: Any) -> AsyncIterator[tuple[IridiumSbdDriver, FakeContext, list[Any]]]:
     """The driver on the simulator's link, restarted after a failure as the supervisor does."""
     opts = {"retry_initial_s": 0.1, "retry_max_s": 0.5, "mailbox_poll_s": 60, "poll_s": 1, **options}
     drv, ctx = make_driver(f"serial://{sim.link}?baud=19200", **opts)
-    failures: list[str] = []
-
-    async def supervise() -> None:
-        while True:
-            try:
-                await drv.run()
-            except Exception as exc:  # noqa: BLE001 - the supervisor's restart loop, as gateway/supervisor.py
-                failures.append(f"{type(exc).__name__}: {exc}")
-            for dev in drv.link.devices:
-                ctx.set_online(dev.id, False, "link down")
-            await asyncio.sleep(0.2)
-
-    task = asyncio.create_task(supervise())
-    try:
+    async with supervised(drv, ctx=ctx) as failures:
         await until(lambda: drv.connected.is_set() and "imei" in ctx.status(), 5)
         yield drv, ctx, failures
-    finally:
-        task.cancel()
-        done, _ = await asyncio.wait([task], timeout=5)
-        assert done, "the driver did not stop when cancelled"
-
-
-async def until(condition: Callable[[], Any], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 async def send(drv: IridiumSbdDriver, to: str, text: str) -> tuple[str, list[float]]:
@@ -361,7 +308,7 @@ async def send(drv: IridiumSbdDriver, to: str, text: str) -> tuple[str, list[flo
     return detail, sent
 
 
-async def test_text_reaches_the_gateway_byte_exact(sim_factory: Callable[..., Sim]) -> None:
+async def test_text_reaches_the_gateway_byte_exact(sim_factory: Callable[..., SimProcess]) -> None:
     sim = sim_factory()
     async with running(sim) as (drv, ctx, failures):
         assert ctx.status()["imei"] == "300434063000001"
@@ -370,59 +317,59 @@ async def test_text_reaches_the_gateway_byte_exact(sim_factory: Callable[..., Si
         text = "Return to base at 18:00 / 18点返回营地"
         detail, sent = await send(drv, TEAM_A, text)
         assert len(sent) == 1 and "MOMSN 0" in detail and "TA-1" in detail
-        received = (await sim.control("received"))["messages"]
+        received = (await sim.control_ok("received"))["messages"]
         assert [m["hex"] for m in received] == [compact_report.encode_text("TA-1", text).hex()]
         detail, _ = await send(drv, "RAW-7", "second")  # a raw sender id not in the kit
         assert "MOMSN 1" in detail
         for _ in range(100):  # cleared after success (AT+SBDD0, just after the command is done)
-            if (await sim.control("stats"))["mo_buffer"] == 0:
+            if (await sim.control_ok("stats"))["mo_buffer"] == 0:
                 break
             await asyncio.sleep(0.02)
         else:
             raise AssertionError("the MO buffer was not cleared after the session")
-        await sim.control("csq 2")
+        await sim.control_ok("csq 2")
         await until(lambda: ctx.status()["signal_bars"] == 2, 3)
         assert not failures and drv.stats()["mo_sent"] == 2
 
 
-async def test_rf_drop_is_retried_with_the_buffer_kept(sim_factory: Callable[..., Sim]) -> None:
+async def test_rf_drop_is_retried_with_the_buffer_kept(sim_factory: Callable[..., SimProcess]) -> None:
     sim = sim_factory()
     async with running(sim) as (drv, ctx, failures):
-        await sim.control("fail 18 2")
+        await sim.control_ok("fail 18 2")
         detail, sent = await send(drv, TEAM_B, "retry me")
         assert len(sent) == 1 and "MOMSN 0" in detail
-        stats = await sim.control("stats")
+        stats = await sim.control_ok("stats")
         assert [s["mo_status"] for s in stats["session_log"]] == [18, 18, 0]
-        assert [m["hex"] for m in (await sim.control("received"))["messages"]] == [
+        assert [m["hex"] for m in (await sim.control_ok("received"))["messages"]] == [
             compact_report.encode_text("TB-2", "retry me").hex()]
         assert drv.stats()["mo_status_18"] == 2 and drv.stats()["mo_written"] == 1  # written once
         assert any(u.status.get("sbd_state") == "retrying" for u in ctx.of(StatusUpdate, MODEM))
         assert not failures
 
 
-async def test_hard_failure_and_bounded_attempts(sim_factory: Callable[..., Sim]) -> None:
+async def test_hard_failure_and_bounded_attempts(sim_factory: Callable[..., SimProcess]) -> None:
     sim = sim_factory()
     async with running(sim, max_attempts=2) as (drv, _, failures):
-        await sim.control("fail 33")
+        await sim.control_ok("fail 33")
         with pytest.raises(CommandError) as err:
             await send(drv, TEAM_A, "antenna")
         assert err.value.status == "failed" and "antenna fault" in err.value.detail
-        await sim.control("fail 35 2")
+        await sim.control_ok("fail 35 2")
         with pytest.raises(CommandError) as err:
             await send(drv, TEAM_A, "busy")
         assert "after 2 sessions" in err.value.detail and "busy" in err.value.detail
         await send(drv, TEAM_A, "now it goes")  # the failed ones were cleared from the buffer
-        received = (await sim.control("received"))["messages"]
+        received = (await sim.control_ok("received"))["messages"]
         assert [m["hex"] for m in received] == [compact_report.encode_text("TA-1", "now it goes").hex()]
         assert not failures
 
 
-async def test_status_36_waits_for_registration(sim_factory: Callable[..., Sim]) -> None:
+async def test_status_36_waits_for_registration(sim_factory: Callable[..., SimProcess]) -> None:
     sim = sim_factory()
     async with running(sim, registration_wait_s=1) as (drv, ctx, failures):
-        await sim.control("fail 36")
+        await sim.control_ok("fail 36")
         await send(drv, TEAM_A, "after the wait")
-        log = (await sim.control("stats"))["session_log"]
+        log = (await sim.control_ok("stats"))["session_log"]
         assert [s["mo_status"] for s in log] == [36, 0]
         assert log[1]["ts"] - (log[0]["ts"] + log[0]["duration_s"]) >= 1.0
         waiting = [u.status for u in ctx.of(StatusUpdate, MODEM) if u.status.get("sbd_state") == "waiting"]
@@ -430,30 +377,30 @@ async def test_status_36_waits_for_registration(sim_factory: Callable[..., Sim])
         assert not failures
 
 
-async def test_mt_position_batch_becomes_positions(sim_factory: Callable[..., Sim]) -> None:
+async def test_mt_position_batch_becomes_positions(sim_factory: Callable[..., SimProcess]) -> None:
     sim = sim_factory()
     async with running(sim) as (drv, ctx, failures):
         fixes = [compact_report.Fix(1_700_000_000 + i * 60, 29.5 + i / 100, 106.5, 300.0, 1.2, 45.0) for i in range(3)]
-        await sim.control("mt " + compact_report.encode_batch("TB-2", fixes).hex())
-        await sim.control("mt " + compact_report.encode_text("ops", "all well").hex())
+        await sim.control_ok("mt " + compact_report.encode_batch("TB-2", fixes).hex())
+        await sim.control_ok("mt " + compact_report.encode_text("ops", "all well").hex())
         await until(lambda: len(ctx.of(Position, TEAM_B)) == 3 and ctx.of(Event, MODEM), 5)
         pos = ctx.of(Position, TEAM_B)
         assert {p.source for p in pos} == {"sbd"} and pos[2].lat == pytest.approx(29.52)
         msg = ctx.of(Event, MODEM)[0]
         assert (msg.type, msg.text) == ("message", "all well")
-        await sim.control("mt 99deadbeef")
+        await sim.control_ok("mt 99deadbeef")
         await until(lambda: drv.stats().get("mt_undecodable") == 1, 5)
-        stats = await sim.control("stats")
+        stats = await sim.control_ok("stats")
         assert stats["mailbox"] == 0 and stats["mt_delivered"] == 3
         assert drv.stats()["rings"] >= 1 and not failures
 
 
-async def test_mailbox_is_polled_with_an_empty_mo(sim_factory: Callable[..., Sim]) -> None:
+async def test_mailbox_is_polled_with_an_empty_mo(sim_factory: Callable[..., SimProcess]) -> None:
     sim = sim_factory()
     async with running(sim, mailbox_poll_s=1) as (_, _, failures):
         started = time.monotonic()
         for _ in range(150):
-            stats = await sim.control("stats")
+            stats = await sim.control_ok("stats")
             if stats["mailbox_checks"]:
                 break
             await asyncio.sleep(0.02)
@@ -462,43 +409,43 @@ async def test_mailbox_is_polled_with_an_empty_mo(sim_factory: Callable[..., Sim
         assert stats["session_log"][0]["mo_length"] == 0 and not failures
 
 
-async def test_noise_is_counted_and_harmless(sim_factory: Callable[..., Sim]) -> None:
+async def test_noise_is_counted_and_harmless(sim_factory: Callable[..., SimProcess]) -> None:
     sim = sim_factory()
     async with running(sim) as (drv, _, failures):
-        await sim.control("noise " + (b"\xde\xad\xbe\xef garbage\r\n\x00\xff+SBDIX: x\r\n").hex())
+        await sim.control_ok("noise " + (b"\xde\xad\xbe\xef garbage\r\n\x00\xff+SBDIX: x\r\n").hex())
         await until(lambda: drv.stats().get("at_unexpected_lines", 0) >= 2, 3)
         detail, _ = await send(drv, TEAM_A, "still fine")
         assert "MOMSN" in detail and not failures
 
 
-async def test_power_loss_mid_send_delivers_after_the_modem_returns(sim_factory: Callable[..., Sim]) -> None:
+async def test_power_loss_mid_send_delivers_after_the_modem_returns(sim_factory: Callable[..., SimProcess]) -> None:
     sim = sim_factory("--session-delay", "1.0")
     async with running(sim) as (drv, ctx, failures):
         sending = asyncio.create_task(send(drv, TEAM_A, "through the replug"))
         await until(lambda: drv.stats().get("mo_written") == 1, 5)
         await asyncio.sleep(0.3)  # inside the 1 s session
-        await sim.control("unplug 1")
+        await sim.control_ok("unplug 1")
         detail, sent = await asyncio.wait_for(sending, 15)
         assert "MOMSN" in detail and len(sent) == 1
-        received = (await sim.control("received"))["messages"]
+        received = (await sim.control_ok("received"))["messages"]
         assert [m["hex"] for m in received] == [compact_report.encode_text("TA-1", "through the replug").hex()]
         assert failures and drv.stats()["mo_written"] == 2  # written again into the restarted modem
-        assert (MODEM, False) in [(d, o) for d, o, _ in ctx.online]
+        assert (MODEM, False) in [(d, o) for d, o, _ in ctx.changes]
 
 
-async def test_serial_cut_mid_session_is_not_sent_twice(sim_factory: Callable[..., Sim]) -> None:
+async def test_serial_cut_mid_session_is_not_sent_twice(sim_factory: Callable[..., SimProcess]) -> None:
     """Only the USB-serial link drops: the modem finishes the session on its own; its MOMSN says so."""
     sim = sim_factory("--session-delay", "0.6", "--unplug-mode", "serial")
     async with running(sim) as (drv, _, failures):
         sending = asyncio.create_task(send(drv, TEAM_B, "only once"))
         await until(lambda: drv.stats().get("mo_written") == 1, 5)
         await asyncio.sleep(0.2)
-        await sim.control("unplug 1")
+        await sim.control_ok("unplug 1")
         detail, sent = await asyncio.wait_for(sending, 15)
         assert "confirmed after the line came back" in detail and len(sent) == 1
-        received = (await sim.control("received"))["messages"]
+        received = (await sim.control_ok("received"))["messages"]
         assert [m["hex"] for m in received] == [compact_report.encode_text("TB-2", "only once").hex()]
         assert failures and drv.stats()["mo_written"] == 1
         await send(drv, TEAM_B, "next one")  # the stale MO buffer was cleared first
-        assert [m["hex"] for m in (await sim.control("received"))["messages"]][1:] == [
+        assert [m["hex"] for m in (await sim.control_ok("received"))["messages"]][1:] == [
             compact_report.encode_text("TB-2", "next one").hex()]

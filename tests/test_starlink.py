@@ -4,12 +4,9 @@ the driver runs on its own with a fake DriverContext that keeps what it publishe
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,124 +22,51 @@ from drivers.starlink.status import DishStatus, NotADish, build_request, read_st
 from gateway.backoff import Backoff
 from gateway.driver_api import DeviceSpec, LinkSpec
 from gateway.kit import KitError, load_kit
-from gateway.model import BusMessage, Event, LinkHealth, OnlineChange, StatusUpdate, Telemetry, now_ms
-from tests.procs import ROOT, free_port, stop_process, write_kit
+from gateway.model import Event, LinkHealth, OnlineChange, StatusUpdate, Telemetry
+from tests.procs import free_port, write_kit
+from tests.serial_sims import OrderedCollector, SimProcess, supervised
 
 pytestmark = pytest.mark.timeout(30)
 DISH = "dish-1"
 
 
-class FakeCtx:
-    """A DriverContext that keeps everything (online changes too, in order)."""
-
+class Sim(SimProcess):
     def __init__(self) -> None:
-        self.msgs: list[BusMessage] = []
-
-    def publish(self, msg: BusMessage) -> None:
-        self.msgs.append(msg)
-
-    def set_online(self, device_id: str, online: bool, reason: str = "") -> None:
-        self.msgs.append(OnlineChange(device_id, now_ms(), online, reason))
-
-    def of(self, kind: type) -> list[Any]:
-        return [m for m in self.msgs if isinstance(m, kind)]
-
-    def health(self) -> list[LinkHealth]:
-        return self.of(LinkHealth)
-
-    async def until(self, pred: Callable[[], Any], what: str, timeout: float = 8.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if found := pred():
-                return found
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; last messages: {self.msgs[-6:]}")
-
-
-class Sim:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "hil.starlink", "--listen", "127.0.0.1:0",
-                                      "--control", "127.0.0.1:0", "--seed", "3"],
-                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"simulator exited {self.proc.wait()}: {self.proc.stderr.read().decode()}")  # type: ignore[union-attr]
-        ready = json.loads(line)
-        self.transport = "grpc://{}:{}".format(*ready["grpc"])
-        self.control = tuple(ready["control"])
-        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def command(self, line: str) -> dict[str, Any]:
-        if self._conn is None:
-            self._conn = await asyncio.open_connection(*self.control)
-        reader, writer = self._conn
-        writer.write(line.encode() + b"\n")
-        reply = json.loads(await reader.readline())
-        assert reply["ok"], (line, reply)
-        return reply
-
-    async def aclose(self) -> None:
-        if self._conn is not None:
-            self._conn[1].close()
-            with contextlib.suppress(ConnectionError):
-                await self._conn[1].wait_closed()
-            self._conn = None
-        stop_process(self.proc)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        super().__init__("hil.starlink", ["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--seed", "3"],
+                         ready_timeout=30.0)
+        self.transport = "grpc://{}:{}".format(*self.ready["grpc"])
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Sim]:
+def sim() -> Iterator[Sim]:
     s = Sim()
     yield s
-    await s.aclose()
+    s.stop()
 
 
-def make_driver(transport: str, **options: Any) -> tuple[StarlinkDriver, FakeCtx]:
-    ctx = FakeCtx()
+def make_driver(transport: str, **options: Any) -> tuple[StarlinkDriver, OrderedCollector]:
+    ctx = OrderedCollector()
     spec = DeviceSpec(DISH, "satcom", "Dish", transport, options={"poll_s": 0.2, "timeout_s": 0.5, **options})
     return StarlinkDriver(LinkSpec("starlink", transport, (spec,)), ctx), ctx
 
 
-async def supervise(driver: StarlinkDriver, ctx: FakeCtx, failures: list[BaseException]) -> None:
-    """What gateway.supervisor does for a link: run, mark offline on failure, back off, run again."""
-    backoff = Backoff(initial=0.2, maximum=1.0)
-    while True:
-        backoff.connected()
-        try:
-            await driver.run()
-        except Exception as exc:
-            failures.append(exc)
-            ctx.set_online(DISH, False, str(exc))
-        await asyncio.sleep(backoff.next_delay())
+def running(driver: StarlinkDriver, ctx: OrderedCollector) -> AbstractAsyncContextManager[list[Exception]]:
+    """What gateway.supervisor does for a link: run, mark offline when a run ends, back off, run again."""
+    return supervised(driver, ctx=ctx, backoff=Backoff(initial=0.2, maximum=1.0))
 
 
-@contextlib.asynccontextmanager
-async def running(driver: StarlinkDriver, ctx: FakeCtx, failures: list[BaseException] | None = None):  # type: ignore[no-untyped-def]
-    task = asyncio.create_task(supervise(driver, ctx, failures if failures is not None else []))
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def statuses(ctx: FakeCtx) -> list[dict[str, Any]]:
+def statuses(ctx: OrderedCollector) -> list[dict[str, Any]]:
     return [m.status for m in ctx.of(StatusUpdate)]
 
 
 async def test_values_read_by_name(sim: Sim) -> None:
     for line in ("set pop_ping_latency_ms 42.5", "set pop_ping_drop_rate 0.0125", "set downlink_throughput_bps 123456789",
                  "set uplink_throughput_bps 9876543", "set fraction_obstructed 0.0625"):
-        await sim.command(line)
+        await sim.control_ok(line)
     driver, ctx = make_driver(sim.transport)
     async with running(driver, ctx):
-        status = await ctx.until(lambda: next(iter(statuses(ctx)), None), "a status")
-        values = await ctx.until(lambda: next(iter(ctx.of(Telemetry)), None), "telemetry")
+        status = await ctx.wait(lambda: next(iter(statuses(ctx)), None), 8.0, "a status")
+        values = await ctx.wait(lambda: next(iter(ctx.of(Telemetry)), None), 8.0, "telemetry")
     assert status["latency_ms"] == pytest.approx(42.5) and status["drop_rate"] == pytest.approx(0.0125)
     assert status["downlink_bps"] == pytest.approx(123456789, rel=1e-6)  # a float field on the dish
     assert status["uplink_bps"] == pytest.approx(9876543, rel=1e-6)
@@ -160,28 +84,28 @@ async def test_values_read_by_name(sim: Sim) -> None:
 async def test_link_health_follows_drop_rate_and_obstruction(sim: Sim) -> None:
     driver, ctx = make_driver(sim.transport, obstruction_grace_s=1.0)
     async with running(driver, ctx):
-        await ctx.until(lambda: ctx.health(), "first link report")
+        await ctx.wait(lambda: ctx.health(), 8.0, "first link report")
         assert [h.up for h in ctx.health()] == [True]
 
-        await sim.command("set pop_ping_drop_rate 0.8")
-        await ctx.until(lambda: not ctx.health()[-1].up, "link down on drops")
+        await sim.control_ok("set pop_ping_drop_rate 0.8")
+        await ctx.wait(lambda: not ctx.health()[-1].up, 8.0, "link down on drops")
         assert "drop rate 80%" in ctx.health()[-1].detail
         await asyncio.sleep(0.6)  # still down, and said once: LinkHealth goes out on a change only
         assert [h.up for h in ctx.health()] == [True, False]
-        await sim.command("set pop_ping_drop_rate auto")
-        await ctx.until(lambda: ctx.health()[-1].up, "link up again")
+        await sim.control_ok("set pop_ping_drop_rate auto")
+        await ctx.wait(lambda: ctx.health()[-1].up, 8.0, "link up again")
 
-        await sim.command("set currently_obstructed true")
-        started = await ctx.until(lambda: [e for e in ctx.of(Event) if e.type == "obstruction"], "obstruction event")
+        await sim.control_ok("set currently_obstructed true")
+        started = await ctx.wait(lambda: [e for e in ctx.of(Event) if e.type == "obstruction"], 8.0, "obstruction event")
         seen = time.monotonic()
         assert started[0].severity == "warning" and started[0].extra["obstructed"] is True
         assert ctx.health()[-1].up  # within the grace the link still counts as up
-        await ctx.until(lambda: not ctx.health()[-1].up, "link down after the grace")
+        await ctx.wait(lambda: not ctx.health()[-1].up, 8.0, "link down after the grace")
         waited = time.monotonic() - seen
         assert 0.7 < waited < 2.0, waited
         assert "obstructed for" in ctx.health()[-1].detail
-        await sim.command("set currently_obstructed auto")
-        await ctx.until(lambda: ctx.health()[-1].up, "link up when the sky clears")
+        await sim.control_ok("set currently_obstructed auto")
+        await ctx.wait(lambda: ctx.health()[-1].up, 8.0, "link up when the sky clears")
         ended = [e for e in ctx.of(Event) if e.type == "obstruction"][-1]
         assert ended.extra["obstructed"] is False and ended.severity == "info"
     assert [h.up for h in ctx.health()] == [True, False, True, False, True]
@@ -198,15 +122,15 @@ def test_drop_rate_needs_two_good_polls_to_count_as_up_again() -> None:
 
 
 async def test_alerts_become_events(sim: Sim) -> None:
-    await sim.command("alert motors_stuck on")  # already raised when the driver starts: news too
+    await sim.control_ok("alert motors_stuck on")  # already raised when the driver starts: news too
     driver, ctx = make_driver(sim.transport)
     async with running(driver, ctx):
-        await ctx.until(lambda: [e for e in ctx.of(Event) if e.extra.get("alert") == "motors_stuck"], "first alert")
-        await sim.command("alert thermal_throttle on")
-        await ctx.until(lambda: [e for e in ctx.of(Event) if e.extra.get("alert") == "thermal_throttle"], "second alert")
+        await ctx.wait(lambda: [e for e in ctx.of(Event) if e.extra.get("alert") == "motors_stuck"], 8.0, "first alert")
+        await sim.control_ok("alert thermal_throttle on")
+        await ctx.wait(lambda: [e for e in ctx.of(Event) if e.extra.get("alert") == "thermal_throttle"], 8.0, "second alert")
         assert statuses(ctx)[-1]["alerts"] == ["motors_stuck", "thermal_throttle"]
-        await sim.command("alert motors_stuck off")
-        await ctx.until(lambda: [e for e in ctx.of(Event) if e.extra.get("active") is False], "alert cleared")
+        await sim.control_ok("alert motors_stuck off")
+        await ctx.wait(lambda: [e for e in ctx.of(Event) if e.extra.get("active") is False], 8.0, "alert cleared")
         await asyncio.sleep(0.5)
     alerts = [(e.extra["alert"], e.extra["active"], e.severity) for e in ctx.of(Event) if e.type == "dish_alert"]
     assert alerts == [("motors_stuck", True, "warning"), ("thermal_throttle", True, "warning"),
@@ -217,18 +141,17 @@ async def test_alerts_become_events(sim: Sim) -> None:
 
 async def test_dish_down_goes_offline_then_recovers(sim: Sim) -> None:
     driver, ctx = make_driver(sim.transport, max_failures=3)
-    failures: list[BaseException] = []
-    async with running(driver, ctx, failures):
-        await ctx.until(lambda: ctx.health(), "link up")
+    async with running(driver, ctx) as failures:
+        await ctx.wait(lambda: ctx.health(), 8.0, "link up")
         await asyncio.sleep(1.2)
-        await sim.command("down 2")
-        await ctx.until(lambda: not ctx.health()[-1].up, "link down while the dish is silent")
+        await sim.control_ok("down 2")
+        await ctx.wait(lambda: not ctx.health()[-1].up, 8.0, "link down while the dish is silent")
         assert "not answering" in ctx.health()[-1].detail
-        await ctx.until(lambda: failures, "the run to end")
+        await ctx.wait(lambda: failures, 8.0, "the run to end")
         assert isinstance(failures[0], ConnectionError)
-        await ctx.until(lambda: ctx.health()[-1].up, "link up after the reboot", timeout=10)
-        await ctx.until(lambda: ctx.of(OnlineChange)[-1].online, "online again")
-    kinds = [(type(m).__name__, getattr(m, "up", getattr(m, "online", None))) for m in ctx.msgs
+        await ctx.wait(lambda: ctx.health()[-1].up, 10, "link up after the reboot")
+        await ctx.wait(lambda: ctx.of(OnlineChange)[-1].online, 8.0, "online again")
+    kinds = [(type(m).__name__, getattr(m, "up", getattr(m, "online", None))) for m in ctx.messages
              if isinstance(m, LinkHealth | OnlineChange)]
     first_down = kinds.index(("LinkHealth", False))
     first_offline = kinds.index(("OnlineChange", False))
@@ -238,7 +161,7 @@ async def test_dish_down_goes_offline_then_recovers(sim: Sim) -> None:
     assert after["uptime_s"] < 5  # the dish rebooted
     stats = driver.stats()
     assert stats["failed_polls"] >= 3 and stats["reflections"] >= 2 and stats["link_up"] is True
-    assert (await sim.command("stats"))["downs"] == 1
+    assert (await sim.control_ok("stats"))["downs"] == 1
 
 
 async def test_no_dish_at_all_reports_the_link_down() -> None:

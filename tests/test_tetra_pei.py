@@ -162,3 +162,23 @@ async def test_unplugged_radio_comes_back_under_its_link_name(radio: SimProcess,
         await ctx.wait(lambda: len(ctx.of(Position, "team-1")) > n, 10, "positions after the replug")
         detail = await driver.execute("radio-gw", "text", {"to": "team-1", "text": "back"}, lambda: None)
         assert "delivered" in detail and math.isfinite(len(tty_before))
+
+
+async def test_radios_of_a_talk_group_become_devices_without_being_listed(radio: SimProcess, tmp_path: Path) -> None:
+    ctx = Collector()
+    spec = link_spec("tetra_pei", f"serial://{tmp_path / 'tetra'}?baud=38400", [
+        ("radio-gw", "radio", {}), ("team-1", "radio", {"address": "1001"}),
+        ("rescue", "radio", {"address": "9001", "group": True, "members": ["1000-1099"]})])
+    driver = TetraPeiDriver(spec, ctx)
+    async with supervised(driver):
+        pos = await ctx.wait(lambda: ctx.of(Position, "rescue-1002"), 10, "a position of radio 1002 of the group")
+        assert ctx.added["rescue-1002"][0] == "radio" and "1002" in ctx.added["rescue-1002"][1]
+        assert pos[0].source == "lip" and ctx.online.get("rescue-1002")
+        assert "team-1-1001" not in ctx.added and "rescue-1001" not in ctx.added  # listed radios stay themselves
+        route = driver.text_route("rescue-1002")
+        assert route is not None and route.to == "1002" and not route.group
+        assert driver.text_route("rescue").group  # type: ignore[union-attr]
+        detail = await driver.execute("radio-gw", "text", {"to": "rescue-1002", "text": "found you"}, lambda: None)
+        assert "delivered to 1002" in detail
+    problems = TetraPeiDriver.check_device({"members": ["12-x"]}, "serial:///dev/ttyUSB0")
+    assert any("members" in p[0] for p in problems)

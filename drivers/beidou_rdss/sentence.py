@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import reduce
+from operator import xor
 
 MAX_SENTENCE = 1024  # a level-4 send is ~230 characters; anything much longer is noise
 _HEAD = re.compile(r"[A-Z]{2}[A-Z0-9]{3}")
@@ -39,10 +40,14 @@ class Sentence:
         return f"${self.body}*{checksum(self.body):02X}"
 
 
+_NOT_IN_BODY = re.compile(rb"[^\x20-\x7e]|[$*]")
+_HEX2 = re.compile(rb"[0-9A-Fa-f]{2}")
+
+
 def checksum(body: str | bytes) -> int:
     """XOR of the bytes between `$` and `*`."""
     data = body.encode("ascii") if isinstance(body, str) else body
-    return reduce(lambda a, b: a ^ b, data, 0)
+    return reduce(xor, data, 0)
 
 
 def build(talker: str, cmd: str, fields: list[str] | tuple[str, ...] = ()) -> bytes:
@@ -72,9 +77,9 @@ def parse(line: bytes | str) -> Sentence:
     if star < 0 or len(raw) - star != 3:
         raise SentenceError("no *HH checksum at the end")
     body, hh = raw[1:star], raw[star + 1:]
-    if any(b < 0x20 or b > 0x7E or b in b"$*" for b in body):
+    if _NOT_IN_BODY.search(body):
         raise SentenceError("bytes other than printable ASCII inside the sentence")
-    if not all(c in b"0123456789abcdefABCDEF" for c in hh):
+    if not _HEX2.fullmatch(hh):
         raise SentenceError(f"checksum {hh!r} is not two hex digits")
     want = int(hh.decode("ascii"), 16)
     got = checksum(body)

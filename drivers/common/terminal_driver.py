@@ -106,7 +106,7 @@ class TerminalDriver(Driver):
     # -- what the driver tells the core -----------------------------------------
     def heard(self, address: str) -> DeviceSpec | None:
         """A remote terminal spoke: its device (now online), or None for an unlisted address."""
-        dev = self.terminals.device_at(address)
+        dev = self.terminals.device_at(address) or self.discover(address)
         if dev is None:
             self.counts["unlisted_senders"] += 1
             return None
@@ -114,6 +114,18 @@ class TerminalDriver(Driver):
             self.ctx.set_online(dev.id, True, f"heard over {self.terminal_name} {self.modem.id}")
         self._heard[dev.id] = time.monotonic()
         return dev
+
+    def discover(self, address: str) -> DeviceSpec | None:
+        """A device for an address the kit does not list, when the kit implies one (none by default)."""
+        return None
+
+    def adopt(self, device_id: str, kind: str, name: str, address: str, **options: Any) -> DeviceSpec | None:
+        """Ask the core to add a device for `address`; its spec, or None when refused."""
+        if not self.ctx.add_device(device_id, kind, name):
+            return None
+        spec = DeviceSpec(device_id, kind, name, self.link.transport, None, {"address": address, **options})
+        self.terminals.by_address[address] = spec
+        return spec
 
     def expire_remotes(self) -> None:
         """Mark remote terminals not heard for `stale_s` offline."""

@@ -3,7 +3,9 @@
 The cabled radio (the device without `options.address`) is the gateway's
 radio modem: its signal and registration are its status. Every other device
 on the link is a radio (`address`: ISSI) or a talk group (`address`: GSSI,
-`group: true`). LIP short location reports become Positions (`source: lip`),
+`group: true`); a talk group with `members: ["1000-1099", ...]` makes every
+radio heard from that range a device of its own (`{group id}-{ISSI}`) without
+listing each in the kit. LIP short location reports become Positions (`source: lip`),
 text SDS become `message` events, and the `text` command sends an SDS-TL
 text with `AT+CMGS`, `sent` when the radio takes it and `done` when the
 called radio's delivery report comes back.
@@ -20,7 +22,7 @@ from typing import Any, ClassVar
 from drivers.common.at import AtChannel, AtError
 from drivers.common.terminal_driver import TerminalDriver
 from drivers.tetra_pei import lip, sds
-from gateway.driver_api import CommandError, DriverContext, LinkSpec, OnSent, TextRoute
+from gateway.driver_api import CommandError, DeviceSpec, DriverContext, LinkSpec, OnSent, TextRoute
 from gateway.model import Position, now_ms
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,24 @@ _CREG = re.compile(r"^\+CREG:\s*(\d+),(\d+)")
 _CMGS = re.compile(r"^\+CMGS:\s*(\d+)(?:,(\d+))?")
 _CNUMF = re.compile(r"^\+CNUMF:\s*\d+,(\d+)")
 KMH = 1 / 3.6
+
+
+def member_ranges(value: Any) -> list[tuple[int, int]]:
+    """A talk group's `members`: ISSIs and "LOW-HIGH" ranges → inclusive ranges; ValueError explains."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        text = str(item)
+        low, _, high = text.partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            raise ValueError(f"members: {text!r} is not an ISSI or a LOW-HIGH range of ISSIs")
+        lo, hi = int(low), int(high or low)
+        if not 0 < lo <= hi < 1 << 24:
+            raise ValueError(f"members: {text!r} must be ISSIs 1..16777215, low before high")
+        out.append((lo, hi))
+    return out
 
 
 class TetraPeiDriver(TerminalDriver):
@@ -52,13 +72,37 @@ class TetraPeiDriver(TerminalDriver):
         self._poll_s = self.option("poll_s", 10.0)
         self._report_timeout_s = self.option("report_timeout_s", 20.0)
         self.own_issi: str | None = None
+        self._groups = [(d, member_ranges(d.options.get("members"))) for d in link.devices
+                        if d.options.get("group") and d.options.get("members")]
+
+    @classmethod
+    def check_device(cls, options: dict[str, Any], transport: str) -> list[tuple[tuple[str | int, ...], str]]:
+        problems = super().check_device(options, transport)
+        if "members" in options:
+            if not options.get("group"):
+                problems.append((("members",), "members belong to a talk group: set group: true and its GSSI as address"))
+            try:
+                member_ranges(options["members"])
+            except ValueError as exc:
+                problems.append((("members",), str(exc)))
+        return problems
+
+    def discover(self, address: str) -> DeviceSpec | None:
+        """A radio the kit does not list, heard from a talk group's member range: a device of its own."""
+        issi = int(address)
+        for group, ranges in self._groups:
+            if any(lo <= issi <= hi for lo, hi in ranges):
+                return self.adopt(f"{group.id}-{issi}"[:63], "radio", f"{group.name} · {issi}", address, member_of=group.id)
+        return None
 
     # -- dispatch and commands ---------------------------------------------------
     def text_route(self, device_id: str) -> TextRoute | None:
         addr = self.terminals.address(device_id)
         if addr is None:
             return None
-        return TextRoute("tetra_sds", self.modem.id, addr, sds.MAX_TEXT_BYTES, sds.text_size)
+        dev = self.terminals.device_at(addr)
+        group = bool(dev is not None and dev.options.get("group"))
+        return TextRoute("tetra_sds", self.modem.id, addr, sds.MAX_TEXT_BYTES, sds.text_size, group=group)
 
     def command_timeout(self, command: str) -> float | None:
         return self._report_timeout_s + 15.0 if command == "text" else None

@@ -61,15 +61,11 @@ def decode(payload: bytes) -> ShortReport:
     """Decode a LIP PDU (PID byte first); LipError if it is not a short location report."""
     if len(payload) < 1 + math.ceil(REPORT_BITS / 8) or payload[0] != PID_LIP:
         raise LipError("too short for a LIP short location report" if payload[:1] == bytes([PID_LIP]) else "not a LIP PDU")
-    total = len(payload[1:]) * 8
-    word = int.from_bytes(payload[1:], "big")
-    values: dict[str, int] = {}
-    shift = total
-    for name, bits in _FIELDS:
-        shift -= bits
-        values[name] = (word >> shift) & ((1 << bits) - 1)
-    if values["type"] != 0:
-        raise LipError(f"LIP PDU type {values['type']} is not a short location report")
+    w = int.from_bytes(payload[1:], "big") >> (len(payload[1:]) * 8 - REPORT_BITS)  # the 76 bits, padding gone
+    if w >> 74:
+        raise LipError(f"LIP PDU type {w >> 74} is not a short location report")
+    values = {"elapsed": (w >> 72) & 3, "lon": (w >> 47) & 0x1FFFFFF, "lat": (w >> 23) & 0xFFFFFF,
+              "error": (w >> 20) & 7, "velocity": (w >> 13) & 0x7F, "direction": (w >> 9) & 0xF, "reason": w & 0xFF}
     lon = _signed(values["lon"], 25) * 360.0 / (1 << 25)
     lat = _signed(values["lat"], 24) * 180.0 / (1 << 24)
     if not -90 <= lat <= 90:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import logging
-import math
-import signal
 import sys
-from pathlib import Path
 
+from ..cliutil import add_control, add_link, add_log_level, arg_type, non_negative, positive, run_main, until_signalled
 from ..serialport import ControlPort
 from .card import CAPACITY_BITS, valid_address
 from .control import Commands
@@ -21,24 +17,13 @@ from .terminal import Config, Peer, Terminal
 log = logging.getLogger("hil.beidou")
 
 
-def _hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
-
-
 def _address(text: str) -> str:
     if not valid_address(text):
         raise argparse.ArgumentTypeError(f"a card address is 7 digits, got {text!r}")
     return text
 
 
-def _position(text: str) -> tuple[float, float, float]:
-    try:
-        return parse_position(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_position = arg_type(parse_position)
 
 
 def _peer(text: str) -> Peer:
@@ -56,50 +41,32 @@ def _non_negative_int(text: str) -> int:
     return v
 
 
-def _non_negative(text: str) -> float:
-    v = float(text)
-    if not v >= 0 or math.isinf(v):
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
-
-
-def _positive(text: str) -> float:
-    v = _non_negative(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m hil.beidou",
         description="BeiDou RDSS short-message terminal on a pty (2.1 or BDS-3 sentences). "
                     "Prints one JSON line when ready; control port: `help` lists the commands.")
-    p.add_argument("--link", type=Path, required=True, metavar="PATH",
-                   help="symlink to the pty slave the driver opens (stable across unplugs)")
-    p.add_argument("--control", type=_hostport, default=("127.0.0.1", 0), metavar="HOST:PORT",
-                   help="line-based control port (default 127.0.0.1:0, any free port)")
+    add_link(p, "symlink to the pty slave the driver opens (stable across unplugs)")
+    add_control(p, "line-based control port (default 127.0.0.1:0, any free port)")
     p.add_argument("--dialect", choices=sorted(DIALECTS), default="2.1")
     p.add_argument("--address", type=_address, default="0123456", help="this card's 7-digit address")
     p.add_argument("--level", type=int, choices=sorted(CAPACITY_BITS), default=2,
                    help="card level: " + ", ".join(f"{k} = {v} bits" for k, v in CAPACITY_BITS.items()))
     p.add_argument("--interval", type=_non_negative_int, default=60, metavar="S",
                    help="service interval between accepted sends, whole seconds (default 60)")
-    p.add_argument("--beam-hz", type=_non_negative, default=1.0, metavar="HZ",
+    p.add_argument("--beam-hz", type=non_negative, default=1.0, metavar="HZ",
                    help="beam power sentence rate ($BDBSI / $BDPWI), 0 = off (default 1)")
     p.add_argument("--position", type=_position, metavar="LAT,LON[,ALT]",
                    help="own RNSS fix: $GNRMC and $GNGGA once a second (none without it)")
     p.add_argument("--peer", type=_peer, action="append", default=[], metavar="ADDR:LAT,LON",
                    help="a team card that sends this one a 0x01 position report (repeatable)")
-    p.add_argument("--peer-interval", type=_positive, default=10.0, metavar="S",
+    p.add_argument("--peer-interval", type=positive, default=10.0, metavar="S",
                    help="seconds between each peer's reports (default 10)")
-    p.add_argument("--log-level", default="WARNING", type=str.upper,
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    add_log_level(p)
     return p
 
 
 async def run(cfg: Config, control: tuple[str, int]) -> int:
-    loop = asyncio.get_running_loop()
     terminal = Terminal(cfg)
     try:
         terminal.start()
@@ -114,18 +81,10 @@ async def run(cfg: Config, control: tuple[str, int]) -> int:
         log.error("cannot listen on %s:%d: %s", *control, exc)
         await terminal.stop()
         return 1
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    sys.stdout.write(json.dumps({"ready": True, "link": str(cfg.link), "control": [host, port],
-                                 "address": cfg.address, "dialect": cfg.dialect,
-                                 "tty": terminal.port.slave_path}) + "\n")
-    sys.stdout.flush()
     try:
-        await stop.wait()
+        await until_signalled({"ready": True, "link": str(cfg.link), "control": [host, port],
+                               "address": cfg.address, "dialect": cfg.dialect, "tty": terminal.port.slave_path})
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         await ctl.close()
         await terminal.stop()
     log.info("stopped")
@@ -134,10 +93,6 @@ async def run(cfg: Config, control: tuple[str, int]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=a.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = Config(link=a.link, dialect=a.dialect, address=a.address, level=a.level, interval_s=a.interval,
                  beam_hz=a.beam_hz, position=a.position, peers=a.peer, peer_interval=a.peer_interval)
-    try:
-        return asyncio.run(run(cfg, a.control))
-    except KeyboardInterrupt:  # SIGINT before the handler was installed
-        return 0
+    return run_main(run(cfg, a.control), a.log_level)

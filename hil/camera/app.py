@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 import threading
 import time
@@ -14,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..cliutil import print_ready, stop_signals
 from .loop import EncodedLoop, VideoConfig, encode_loop
 from .rtmp import RtmpPusher
 from .rtp import PacketizedLoop
@@ -127,34 +127,28 @@ def _video_report(media: EncodedLoop) -> dict[str, Any]:
 
 
 async def run(a: argparse.Namespace, cfg: VideoConfig) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()  # signal handlers first: whoever reads the printed URL may stop us at once
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    dev = Device()
-    try:
-        media = await _encode(cfg, stop)
-        if media is None:
-            return 0
+    with stop_signals() as stop:  # signal handlers first: whoever reads the printed URL may stop us at once
+        dev = Device()
         try:
-            await (_start_rtsp if a.mode == "rtsp" else _start_push)(a, media, dev)
-        except OSError as exc:
-            log.error("cannot start: %s", exc)
-            return 1
-        if a.print_port:
-            sys.stdout.write(json.dumps({**dev.report, **_video_report(media)}) + "\n")
-            sys.stdout.flush()
-        if a.stats_interval:
-            dev.tasks.append(asyncio.create_task(_stats(a.stats_interval, dev.sample)))
-        waiter = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([waiter, *dev.tasks], return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        for t in dev.tasks:
-            if t.done() and not t.cancelled() and t.exception() is not None:
-                log.error("stopped by error", exc_info=t.exception())
+            media = await _encode(cfg, stop)
+            if media is None:
+                return 0
+            try:
+                await (_start_rtsp if a.mode == "rtsp" else _start_push)(a, media, dev)
+            except OSError as exc:
+                log.error("cannot start: %s", exc)
                 return 1
-        return 0
-    finally:
-        await dev.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+            if a.print_port:
+                print_ready({**dev.report, **_video_report(media)})
+            if a.stats_interval:
+                dev.tasks.append(asyncio.create_task(_stats(a.stats_interval, dev.sample)))
+            waiter = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([waiter, *dev.tasks], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            for t in dev.tasks:
+                if t.done() and not t.cancelled() and t.exception() is not None:
+                    log.error("stopped by error", exc_info=t.exception())
+                    return 1
+            return 0
+        finally:
+            await dev.close()

@@ -2,23 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from ..cliutil import add_log_level, hostport, positive, run_main
 from .app import run
 from .loop import VideoConfig
 from .rtp import DEFAULT_MAX_PAYLOAD
 
 DEFAULT_SIZE = {"h264": (1280, 720), "h265": (640, 360)}
-
-
-def _hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
 
 
 def _udp_url(text: str) -> tuple[str, int]:
@@ -51,13 +43,11 @@ def _int_range(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < v < 1e6:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+def _seconds(text: str) -> float:
+    """> 0 and below a million."""
+    v = positive(text)
+    if v >= 1e6:
+        raise argparse.ArgumentTypeError(f"must be < 1000000, got {text}")
     return v
 
 
@@ -69,18 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--height", type=_int_range(64, 2304), help="default 720 (h264) / 360 (h265)")
     g.add_argument("--fps", type=_int_range(1, 120), default=30)
     g.add_argument("--bitrate-kbps", type=_int_range(16, 100_000), default=2000)
-    g.add_argument("--gop-s", type=_positive, default=2.0, help="loop length = GOP length, seconds")
+    g.add_argument("--gop-s", type=_seconds, default=2.0, help="loop length = GOP length, seconds")
     g.add_argument("--print-port", action="store_true", help="print one JSON line with the URL once ready")
-    g.add_argument("--stats-interval", type=_positive, metavar="S",
+    g.add_argument("--stats-interval", type=_seconds, metavar="S",
                    help="log a JSON stats line (CPU share, clients, frames) to stderr every S seconds")
-    g.add_argument("--log-level", default="WARNING", type=str.upper,
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    add_log_level(g)
     p = argparse.ArgumentParser(prog="python -m hil.camera", description="Video device simulators")
     sub = p.add_subparsers(dest="mode", required=True)
     r = sub.add_parser("rtsp", parents=[video], help="RTSP 1.0 IP camera (TCP interleaved and UDP RTP)")
-    r.add_argument("--listen", type=_hostport, default=("127.0.0.1", 8554), metavar="HOST:PORT")
+    r.add_argument("--listen", type=hostport, default=("127.0.0.1", 8554), metavar="HOST:PORT")
     r.add_argument("--path", default="/stream")
-    r.add_argument("--session-timeout", type=_positive, default=60.0, metavar="S")
+    r.add_argument("--session-timeout", type=_seconds, default=60.0, metavar="S")
     r.add_argument("--max-payload", type=_int_range(200, 65000), default=DEFAULT_MAX_PAYLOAD,
                    help="largest RTP payload before FU fragmentation")
     t = sub.add_parser("ts", parents=[video], help="body-worn transmitter: MPEG-TS over UDP (and/or RTMP)")
@@ -110,8 +99,4 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, VideoConfig]
 
 def main(argv: list[str] | None = None) -> int:
     a, cfg = parse_args(argv)
-    logging.basicConfig(level=a.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return asyncio.run(run(a, cfg))
-    except KeyboardInterrupt:  # SIGINT before the handler was installed
-        return 0
+    return run_main(run(a, cfg), a.log_level)

@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import logging
-import math
-import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cliutil import add_control, add_link, add_log_level, arg_type, non_negative, positive, run_main, until_signalled
 from ..serialport import ControlPort
 from .atcmd import ModemConfig
 from .control import Controls
@@ -22,13 +19,6 @@ from .port import UNPLUG_MODES, ModemPort
 log = logging.getLogger("hil.iridium")
 
 
-def _hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
-
-
 def _imei(text: str) -> str:
     if len(text) != 15 or not text.isdigit():
         raise argparse.ArgumentTypeError(f"IMEI must be 15 digits, got {text!r}")
@@ -36,13 +26,7 @@ def _imei(text: str) -> str:
 
 
 def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not v >= 0 or math.isinf(v):
-        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
-    return v
+    return non_negative(text, "seconds")
 
 
 def _delay_range(text: str) -> tuple[float, float]:
@@ -60,28 +44,19 @@ def _csq(text: str) -> int:
     return int(text)
 
 
-def _peer(text: str) -> Peer:
-    try:
-        return parse_peer(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_peer = arg_type(parse_peer)
 
 
 def _interval(text: str) -> float:
-    v = _seconds(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError("must be > 0 seconds, got 0")
-    return v
+    return positive(text, "seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hil.iridium",
                                 description="Iridium 9603 SBD modem on a pty (AT commands, MO/MT buffers, "
                                             "sessions with random delays, injectable MO status codes)")
-    p.add_argument("--link", type=Path, required=True, metavar="PATH",
-                   help="symlink to the pty's slave side, what the driver opens (like /dev/serial/by-id/...)")
-    p.add_argument("--control", type=_hostport, default=("127.0.0.1", 0), metavar="HOST:PORT",
-                   help="line-based control port (port 0: any; default 127.0.0.1:0)")
+    add_link(p, "symlink to the pty's slave side, what the driver opens (like /dev/serial/by-id/...)")
+    add_control(p, "line-based control port (port 0: any; default 127.0.0.1:0)")
     p.add_argument("--imei", type=_imei, default="300434063000001", help="15 digits, answered to AT+CGSN")
     p.add_argument("--session-delay", type=_delay_range, default=(0.5, 3.0), metavar="MIN-MAX",
                    help="seconds each AT+SBDIX/SBDIXA session takes, uniformly random (default 0.5-3)")
@@ -100,8 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-interval", type=_interval, default=60.0, metavar="S",
                    help="seconds between each peer's reports (default 60)")
     p.add_argument("--seed", type=int, help="random seed for the session delays (reproducible runs)")
-    p.add_argument("--log-level", default="WARNING", type=str.upper,
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    add_log_level(p)
     return p
 
 
@@ -117,7 +91,6 @@ class Options:
 
 
 async def run(opts: Options) -> int:
-    loop = asyncio.get_running_loop()
     network = Network(csq=opts.csq)
     modem = Modem(network, opts.modem)
     port = ModemPort(opts.link, modem, opts.unplug_mode)
@@ -134,17 +107,10 @@ async def run(opts: Options) -> int:
         await modem.stop()
         return 1
     peers.start()
-    ready = {"ready": True, "link": str(opts.link), "control": [host, cport], "imei": opts.modem.imei}
-    sys.stdout.write(json.dumps(ready) + "\n")
-    sys.stdout.flush()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_signalled({"ready": True, "link": str(opts.link), "control": [host, cport],
+                               "imei": opts.modem.imei})
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         await peers.stop()
         await control.close()
         await modem.stop()
@@ -167,8 +133,4 @@ def parse_options(argv: list[str] | None) -> tuple[Options, str]:
 
 def main(argv: list[str] | None = None) -> int:
     opts, level = parse_options(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return asyncio.run(run(opts))
-    except KeyboardInterrupt:  # SIGINT before the handler was installed
-        return 0
+    return run_main(run(opts), level)

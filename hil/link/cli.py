@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import logging
-import math
-import signal
 import sys
 from dataclasses import dataclass
 from typing import Any
 
+from ..cliutil import add_log_level, cancel, hostport, non_negative, run_main, until_signalled
 from .control import ControlServer
 from .emulator import LinkEmulator
 from .pipe import QUEUE_LIMIT
@@ -19,23 +16,6 @@ from .profile import PROFILES, Profile, ProfileError, named, with_overrides
 from .scenario import Scenario, ScenarioError, load, play
 
 log = logging.getLogger("hil.link")
-
-
-def _hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
-
-
-def _non_negative(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not v >= 0 or math.isinf(v):
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
 
 
 def _queue_limit(text: str) -> int:
@@ -50,15 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m hil.link",
         description="TCP link emulator: bandwidth, latency, jitter and outages between a client and a target. "
                     "`python -m hil.link netem --help` for the kernel (tc netem) variant.")
-    p.add_argument("--listen", type=_hostport, metavar="HOST:PORT", help="where clients connect (port 0: any)")
-    p.add_argument("--target", type=_hostport, metavar="HOST:PORT", help="where each connection is forwarded")
+    p.add_argument("--listen", type=hostport, metavar="HOST:PORT", help="where clients connect (port 0: any)")
+    p.add_argument("--target", type=hostport, metavar="HOST:PORT", help="where each connection is forwarded")
     p.add_argument("--scenario", metavar="FILE.yaml", help="starting profile and timed outages/profile changes")
     p.add_argument("--profile", choices=sorted(PROFILES), help="named starting profile (replaces the scenario's)")
-    p.add_argument("--bandwidth-kbps", type=_non_negative, metavar="N",
+    p.add_argument("--bandwidth-kbps", type=non_negative, metavar="N",
                    help="kbit/s in each direction, 0 = unlimited (overrides the profile)")
-    p.add_argument("--latency-ms", type=_non_negative, metavar="N", help="one-way delay in each direction")
-    p.add_argument("--jitter-ms", type=_non_negative, metavar="N", help="± spread of the one-way delay")
-    p.add_argument("--control", type=_hostport, metavar="HOST:PORT",
+    p.add_argument("--latency-ms", type=non_negative, metavar="N", help="one-way delay in each direction")
+    p.add_argument("--jitter-ms", type=non_negative, metavar="N", help="± spread of the one-way delay")
+    p.add_argument("--control", type=hostport, metavar="HOST:PORT",
                    help="line-based control port (outage S | up | profile ... | stats | help)")
     p.add_argument("--print-port", action="store_true",
                    help='print {"listen": [host, port]} (and "control") as one JSON line once bound')
@@ -66,8 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"bytes each direction of a connection may hold before reading stops (default {QUEUE_LIMIT})")
     p.add_argument("--seed", type=int, help="random seed for jitter (reproducible runs)")
     p.add_argument("--list-profiles", action="store_true", help="print the named profiles and exit")
-    p.add_argument("--log-level", default="WARNING", type=str.upper,
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    add_log_level(p)
     return p
 
 
@@ -90,7 +69,6 @@ def resolve_profile(scenario: Scenario, name: str | None, overrides: dict[str, A
 
 
 async def run(opts: Options) -> int:
-    loop = asyncio.get_running_loop()
     emu = LinkEmulator(opts.listen, opts.target, opts.profile, queue_limit=opts.queue_limit, seed=opts.seed)
     control = ControlServer(emu, opts.control) if opts.control else None
     try:
@@ -101,25 +79,14 @@ async def run(opts: Options) -> int:
         log.error("cannot listen: %s", exc)
         await emu.stop()
         return 1
-    if opts.print_port:
-        report: dict[str, Any] = {"listen": list(emu.address)}
-        if control is not None:
-            report["control"] = list(control.address)
-        sys.stdout.write(json.dumps(report) + "\n")
-        sys.stdout.flush()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    report: dict[str, Any] = {"listen": list(emu.address)}
+    if control is not None:
+        report["control"] = list(control.address)
     player = asyncio.create_task(play(emu, opts.scenario), name="link-scenario") if opts.scenario.steps else None
     try:
-        await stop.wait()
+        await until_signalled(report if opts.print_port else None)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        if player is not None:
-            player.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await player
+        await cancel(player)
         if control is not None:
             await control.stop()
         await emu.stop()
@@ -150,10 +117,6 @@ def main(argv: list[str] | None = None) -> int:
                                                         "latency_ms": a.latency_ms, "jitter_ms": a.jitter_ms})
     except ProfileError as exc:
         parser.error(str(exc))
-    logging.basicConfig(level=a.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     opts = Options(listen=a.listen, target=a.target, profile=profile, scenario=scenario, control=a.control,
                    print_port=a.print_port, queue_limit=a.queue_limit, seed=a.seed)
-    try:
-        return asyncio.run(run(opts))
-    except KeyboardInterrupt:  # SIGINT before the handler was installed
-        return 0
+    return run_main(run(opts), a.log_level)

@@ -2,41 +2,28 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import json
 import logging
-import signal
-import sys
 
+from ..cliutil import add_control, add_log_level, cancel, hostport, run_main, until_signalled
+from ..script import Script, load_into, play_task
 from . import control as control_mod
 from .dish import Dish
 from .proto import build as build_api
-from .script import Script, ScriptError, load, play
 from .server import DishServer
 
 log = logging.getLogger("hil.starlink")
-
-
-def _hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hil.starlink",
                                 description="Starlink dish local status API (gRPC with server reflection), "
                                             "with scripted link states")
-    p.add_argument("--listen", type=_hostport, required=True, metavar="HOST:PORT",
+    p.add_argument("--listen", type=hostport, required=True, metavar="HOST:PORT",
                    help="gRPC address (a real dish: 192.168.100.1:9200; port 0: any)")
-    p.add_argument("--control", type=_hostport, default=("127.0.0.1", 0), metavar="HOST:PORT",
-                   help="line-based control port: state|set|alert|down|stats (default 127.0.0.1:0)")
+    add_control(p, "line-based control port: state|set|alert|down|stats (default 127.0.0.1:0)")
     p.add_argument("--script", metavar="FILE", help="lines of AT_SECONDS COMMAND..., played from start")
     p.add_argument("--seed", type=int, help="random seed for the status values")
-    p.add_argument("--log-level", default="WARNING", type=str.upper,
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    add_log_level(p)
     return p
 
 
@@ -46,12 +33,8 @@ async def run(args: argparse.Namespace) -> int:
     server = DishServer(api, dish, *args.listen)
     script = Script()
     control = control_mod.build(dish, server, script)
-    if args.script:
-        try:
-            script.steps = load(args.script, control.handlers).steps
-        except ScriptError as exc:
-            print(exc, file=sys.stderr)
-            return 2
+    if not load_into(script, args.script, control.handlers):
+        return 2
     try:
         grpc_addr = await server.start()
         control_addr = await control.start(*args.control)
@@ -59,20 +42,11 @@ async def run(args: argparse.Namespace) -> int:
         log.error("cannot listen: %s", exc)
         await server.stop()
         return 1
-    sys.stdout.write(json.dumps({"ready": True, "grpc": list(grpc_addr), "control": list(control_addr)}) + "\n")
-    sys.stdout.flush()
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    player = loop.create_task(play(script, control.handle), name="starlink-script") if script.steps else None
+    player = play_task(script, control.handle, "starlink-script")
     try:
-        await stop.wait()
+        await until_signalled({"ready": True, "grpc": list(grpc_addr), "control": list(control_addr)})
     finally:
-        if player is not None:
-            player.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await player
+        await cancel(player)
         await control.close()
         await server.stop()
     return 0
@@ -80,8 +54,4 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return asyncio.run(run(args))
-    except KeyboardInterrupt:
-        return 0
+    return run_main(run(args), args.log_level)

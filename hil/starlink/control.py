@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from hil.script import Script
 from hil.serialport import ControlPort, Handler
 
 from .dish import ALERTS, STATES, Dish
-from .script import Script
 from .server import DishServer
 
 MAX_DOWN_S = 3600.0

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import math
 
+from ..cliutil import add_log_level, arg_type, hostport_any, non_negative, positive, run_main
 from . import signing
 from .geo import GeoPoint, parse_home
 from .sim import SimOptions, run
@@ -13,33 +11,7 @@ from .vehicle import VehicleConfig
 
 HOME_SPACING_M = 30.0  # vehicle k starts k*30 m east of --home
 
-
-def _hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
-
-
-def _home(text: str) -> GeoPoint:
-    try:
-        return parse_home(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive(text: str) -> float:
-    v = float(text)
-    if not v > 0 or math.isinf(v):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
-def _non_negative(text: str) -> float:
-    v = float(text)
-    if not v >= 0 or math.isinf(v):
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
+_home = arg_type(parse_home)
 
 
 def _sysid(text: str) -> int:
@@ -53,27 +25,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hil.uav",
                                 description="MAVLink 2 ArduCopter-like multi-vehicle simulator")
     p.add_argument("--sysid", type=_sysid, action="append", help="vehicle system id (repeatable; default 1)")
-    p.add_argument("--udp-out", type=_hostport, action="append", default=[], metavar="HOST:PORT",
+    p.add_argument("--udp-out", type=hostport_any, action="append", default=[], metavar="HOST:PORT",
                    help="send to HOST:PORT from an ephemeral socket, read replies on it")
-    p.add_argument("--udp-listen", type=_hostport, action="append", default=[], metavar="HOST:PORT",
+    p.add_argument("--udp-listen", type=hostport_any, action="append", default=[], metavar="HOST:PORT",
                    help="bind HOST:PORT, send to the most recent peers (up to 8)")
-    p.add_argument("--tcp-listen", type=_hostport, action="append", default=[], metavar="HOST:PORT",
+    p.add_argument("--tcp-listen", type=hostport_any, action="append", default=[], metavar="HOST:PORT",
                    help="accept TCP clients on HOST:PORT")
     p.add_argument("--home", type=_home, default=GeoPoint(30.6586, 104.0648, 500.0), metavar="LAT,LON,ALT")
-    p.add_argument("--takeoff-alt", type=_positive, default=30.0, metavar="M")
-    p.add_argument("--takeoff-delay", type=_non_negative, default=2.0, metavar="S")
+    p.add_argument("--takeoff-alt", type=positive, default=30.0, metavar="M")
+    p.add_argument("--takeoff-delay", type=non_negative, default=2.0, metavar="S")
     p.add_argument("--autostart", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--pattern", choices=["circle"], default="circle")
-    p.add_argument("--radius", type=_positive, default=80.0, metavar="M")
-    p.add_argument("--speed-mps", type=_positive, default=8.0)
-    p.add_argument("--battery-minutes", type=_positive, default=25.0)
-    p.add_argument("--rate-scale", type=_positive, default=1.0)
+    p.add_argument("--radius", type=positive, default=80.0, metavar="M")
+    p.add_argument("--speed-mps", type=positive, default=8.0)
+    p.add_argument("--battery-minutes", type=positive, default=25.0)
+    p.add_argument("--rate-scale", type=positive, default=1.0)
     p.add_argument("--signing-key", action="append", default=[], metavar="[SYSID:]HEX",
                    help="64-hex-char key for all vehicles, or SYSID:HEX for one (repeatable)")
     p.add_argument("--video-uri", metavar="URI", help="the on-board camera's stream, announced in VIDEO_STREAM_INFORMATION")
     p.add_argument("--print-port", action="store_true", help="print bound addresses as one JSON line")
-    p.add_argument("--log-level", default="WARNING",
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], type=str.upper)
+    add_log_level(p)
     return p
 
 
@@ -120,8 +91,4 @@ def parse_options(argv: list[str] | None) -> tuple[SimOptions, str]:
 
 def main(argv: list[str] | None = None) -> int:
     opts, level = parse_options(argv)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return asyncio.run(run(opts))
-    except KeyboardInterrupt:  # SIGINT before the handler was installed
-        return 0
+    return run_main(run(opts), level)

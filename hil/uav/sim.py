@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import signal
-import sys
 from dataclasses import dataclass, field
 
 from pymavlink.dialects.v20 import ardupilotmega as mavlink2
 
+from ..cliutil import print_ready, stop_signals
 from .transport import Link, TcpListenLink, UdpLink
 from .vehicle import Vehicle, VehicleConfig
 
@@ -62,38 +60,29 @@ async def _open_links(opts: SimOptions, router: Router) -> dict[str, list[list[o
 
 
 async def run(opts: SimOptions) -> int:
-    loop = asyncio.get_running_loop()
-    # Signal handlers first: whoever reads the printed ports may stop us at once.
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     router = Router()
     try:
-        bound = await _open_links(opts, router)
-    except OSError as exc:
-        log.error("cannot open transport: %s", exc)
-        for link in router.links:
-            link.close()
-        return 1
-    if opts.print_port:
-        report: dict[str, object] = {}
-        for key, addrs in bound.items():
-            report[key] = addrs[0]
-            if len(addrs) > 1:
-                report[f"{key}_all"] = addrs
-        report["sysids"] = [v.sysid for v in opts.vehicles]
-        sys.stdout.write(json.dumps(report) + "\n")
-        sys.stdout.flush()
+        with stop_signals() as stop:  # first: whoever reads the printed ports may stop us at once
+            try:
+                bound = await _open_links(opts, router)
+            except OSError as exc:
+                log.error("cannot open transport: %s", exc)
+                return 1
+            if opts.print_port:
+                report: dict[str, object] = {}
+                for key, addrs in bound.items():
+                    report[key] = addrs[0]
+                    if len(addrs) > 1:
+                        report[f"{key}_all"] = addrs
+                report["sysids"] = [v.sysid for v in opts.vehicles]
+                print_ready(report)
 
-    router.vehicles = [Vehicle(cfg, router.send) for cfg in opts.vehicles]
-    for v in router.vehicles:
-        v.start()
-    log.info("simulating sysids %s", [v.sysid for v in router.vehicles])
-    try:
-        await stop.wait()
+            router.vehicles = [Vehicle(cfg, router.send) for cfg in opts.vehicles]
+            for v in router.vehicles:
+                v.start()
+            log.info("simulating sysids %s", [v.sysid for v in router.vehicles])
+            await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         for v in router.vehicles:
             v.stop()
         for link in router.links:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,23 @@ def load(path: str | Path, commands: Iterable[str]) -> Script:
     except (OSError, UnicodeDecodeError) as exc:
         raise ScriptError(f"{path}: {exc}") from None
     return parse(text, commands, str(path))
+
+
+def load_into(script: Script, path: str | Path | None, commands: Iterable[str]) -> bool:
+    """Give `script` the steps of the file at `path` (none without a path). False, once stderr says
+    why, when the file cannot be used (a simulator's command line then exits 2)."""
+    if path:
+        try:
+            script.steps = load(path, commands).steps
+        except ScriptError as exc:
+            print(exc, file=sys.stderr)
+            return False
+    return True
+
+
+def play_task(script: Script, run: Callable[[str], Awaitable[dict[str, Any]]], name: str) -> asyncio.Task[None] | None:
+    """`play` in a task of its own (its clock starts when the task first runs); None without steps."""
+    return asyncio.create_task(play(script, run), name=name) if script.steps else None
 
 
 async def play(script: Script, run: Callable[[str], Awaitable[dict[str, Any]]]) -> None:
