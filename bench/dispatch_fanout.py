@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{floors['iridium'] / len(mo_sessions) * 1000:.0f} ms")
     if acks is not None:
         print(f"  dispatch/acks: {acks.messages} MQTT messages, {acks.bytes / 1e6:.2f} MB (largest {acks.largest / 1e3:.1f} kB): "
-              f"each status change publishes the whole dispatch")
+              f"whole when new and done, only the changed deliveries (at most every 0.5 s) between")
     refused = {k: v for k, v in bd_stats.items() if k.startswith("refused_")}
     print(f"  BeiDou terminal: {bd_stats.get('sends_accepted', 0)} sends accepted, refused {refused or 'none'}; "
           f"TETRA radio: {tetra_stats.get('sds_to_host', 0)} SDS to the host (LIP + reports), "
