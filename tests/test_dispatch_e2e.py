@@ -189,3 +189,16 @@ def test_orders_to_a_device_with_an_ip_path_go_over_mqtt(tmp_path: Path) -> None
     finally:
         probe.close()
         gw.stop()
+
+
+def test_team_positions_reach_mqtt_with_their_source(demo: dict[str, Any]) -> None:
+    """Every team shows up on the map, whatever its only channel is."""
+    want = {"team-1": "lip", "rescue-group-1003": "lip", "team-3": "beidou", "team-4": "sbd", "bd-gw": "beidou",
+            "bgan-1": "bgan"}
+    probe = MqttProbe(demo["mqtt"], "fieldgw/v1/demo/devices/+/position")
+    try:
+        for dev, source in want.items():
+            probe.wait(lambda t, p, d=dev, s=source: t.endswith(f"/{d}/position") and p["source"] == s
+                       and isinstance(p["seq"], int) and -90 <= p["lat"] <= 90, 45, f"{dev} position from {source}")
+    finally:
+        probe.close()
