@@ -162,9 +162,9 @@ class Gateway:
         await self.outbox.open()
         if self.outbox.notice:
             self.bus.publish(Event("gateway", now_ms(), "outbox_reset", "critical", self.outbox.notice))
+        await self.dispatcher.open()  # before any uplink can hand it an MQTT dispatch
         self._tasks.append(asyncio.create_task(self.uplinks.run(), name="uplinks"))
         await self.supervisor.start()
-        await self.dispatcher.open()
         self.media.start()
         config = uvicorn.Config(create_app(self), host=self.opts.http_host, port=self.opts.http_port,
                                 log_level="warning", lifespan="off", access_log=False)

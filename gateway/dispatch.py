@@ -30,6 +30,7 @@ from gateway.backoff import Backoff
 from gateway.bus import Bus
 from gateway.dispatch_model import MAX_TEXT, PRIORITIES, Delivery, Dispatch
 from gateway.dispatch_routes import RoutePlanner
+from gateway.dispatch_split import fit
 from gateway.dispatch_store import DispatchStore
 from gateway.driver_api import CommandError, Driver
 from gateway.model import DispatchChanged, OnlineChange, Order, new_id, now_ms
@@ -82,6 +83,7 @@ class Dispatcher:
         self._dirty: dict[str, set[int]] = {}  # dispatch id → indices of deliveries changed since the last flush
         self._flush_now = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self.store_error = ""  # the last failure to write the records, until a write succeeds
         bus.add_tap(self._tap)
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -135,8 +137,13 @@ class Dispatcher:
             raise DispatchRefused(503, "dispatch_backlog_full", "too many deliveries still waiting; try again later")
         d = Dispatch(id=client_id or new_id(), text=text, priority=priority, targets=targets, issued_by=issued_by, ts=now_ms())
         d.deliveries = [self.routes.plan(dev_id, text) for dev_id in dict.fromkeys(ids)]
+        try:
+            await self._save(d)
+        except Exception as exc:  # nothing accepted, nothing remembered: the client may retry with the same id
+            log.error("dispatch %s could not be stored: %s", d.id, exc)
+            raise DispatchRefused(503, "dispatch_store_failed", f"the order could not be stored ({exc}); nothing was sent") from None
         self.dispatches[d.id] = d
-        await self._save(d)
+        self.bus.publish(DispatchChanged("", now_ms(), d.public()))
         for dl in d.deliveries:
             if not dl.final:
                 self._enqueue(d, dl)
@@ -173,21 +180,33 @@ class Dispatcher:
                 q.wake.clear()
                 await q.wake.wait()
             await q.online.wait()
-            _, _, d, dl = heapq.heappop(q.heap)
+            if not q.heap:  # rerouted while waiting
+                continue
+            prio, seq, d, dl = heapq.heappop(q.heap)
             try:
-                await self._send_parts(carrier, q, d, dl)
+                more = await self._send_part(carrier, q, d, dl)
             except Exception:  # one bad delivery must not stop the modem's queue
                 log.exception("dispatch %s to %s failed unexpectedly", d.id, dl.device)
                 self._update(d, dl, "failed", "internal error while sending")
+                continue
+            if more:  # one part per turn: a flash order waits for one part, not a whole long order
+                heapq.heappush(q.heap, (prio, seq, d, dl))
 
-    async def _send_parts(self, carrier: str, q: _CarrierQueue, d: Dispatch, dl: Delivery) -> None:
+    async def _send_part(self, carrier: str, q: _CarrierQueue, d: Dispatch, dl: Delivery) -> bool:
+        """Send the delivery's next part (with its retries); True when parts remain on this channel."""
         backoff = Backoff(initial=self._retry_initial_s, maximum=30.0)
-        while dl.parts_done < len(dl.parts):
+        if dl.parts_done == 0:
+            self._refit(d, dl)  # the channel's limit may be known only now (a BeiDou card read at connect)
+        tries = 0
+        while True:
             driver = self.driver_for(carrier)
             if driver is None:
                 self._fail_over(d, dl, f"no driver runs {carrier}")
-                return
+                return False
             await q.online.wait()
+            if dl.carrier != carrier:  # rerouted while this modem was away
+                return False
+            tries += 1
             dl.attempts += 1
             part = dl.parts[dl.parts_done]
             timeout = driver.command_timeout("text") or DEFAULT_SEND_TIMEOUT_S
@@ -197,37 +216,66 @@ class Dispatcher:
                     self._update(d, dl, "sent", f"taken by {carrier}")
 
             try:
-                detail = await asyncio.wait_for(driver.execute(carrier, "text", {"to": dl.to, "text": part}, on_sent), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11 (gh-86296)
+                    detail = await driver.execute(carrier, "text", {"to": dl.to, "text": part}, on_sent)
             except (CommandError, TimeoutError) as exc:
                 reason = exc.detail if isinstance(exc, CommandError) else f"no answer within {timeout:g} s"
-                if (isinstance(exc, CommandError) and exc.status == "rejected") or dl.attempts >= MAX_ATTEMPTS:
+                if (isinstance(exc, CommandError) and exc.status == "rejected") or tries >= MAX_ATTEMPTS:
                     self._fail_over(d, dl, reason)
-                    return
-                self._update(d, dl, dl.status, f"attempt {dl.attempts} failed: {reason}; retrying")
+                    return False
+                self._update(d, dl, dl.status, f"attempt {tries} failed: {reason}; retrying")
                 await asyncio.sleep(backoff.next_delay())
                 continue
             dl.parts_done += 1
-            backoff.connected()
             if dl.parts_done == len(dl.parts):
                 self._update(d, dl, "delivered", detail or f"delivered via {dl.channel}")
-            else:
-                self._update(d, dl, "sent", f"part {dl.parts_done} of {len(dl.parts)}: {detail}")
+                return False
+            self._update(d, dl, "sent", f"part {dl.parts_done} of {len(dl.parts)}: {detail}")
+            return True
+
+    def _refit(self, d: Dispatch, dl: Delivery) -> None:
+        route = self.routes.route_for(dl)
+        if route is not None:
+            parts, note = fit(d.text, route.size, route.max_size, route.max_parts)
+            if parts != dl.parts:
+                dl.parts, dl.note = parts, note
 
     def _fail_over(self, d: Dispatch, dl: Delivery, reason: str) -> None:
         """This channel gave up: the target's next channel, or failed."""
-        old = dl.channel
+        old, sent = dl.channel, dl.parts_done
         if not self.routes.next_channel(dl, d.text, reason):
             self._update(d, dl, "failed", reason)
             return
-        self._update(d, dl, "queued", f"{old} failed; trying {dl.channel}")
+        again = f" ({sent} part(s) already sent over {old} go again)" if sent else ""
+        self._update(d, dl, "queued", f"{old} failed; trying {dl.channel}{again}")
         self._enqueue(d, dl)
 
+    def _reroute_waiting(self) -> None:
+        """Deliveries waiting for an offline modem move to another channel of theirs that is online."""
+        for carrier, q in list(self._carriers.items()):  # rerouting may add a carrier's queue
+            if q.online.is_set() or not q.heap:
+                continue
+            keep = []
+            for item in q.heap:
+                _, _, d, dl = item
+                if dl.parts_done == 0 and self.routes.reroute(dl, d.text, f"{carrier} is offline"):
+                    self._update(d, dl, "queued", f"{carrier} offline; now via {dl.channel}")
+                    self._enqueue(d, dl)
+                else:
+                    keep.append(item)
+            if len(keep) != len(q.heap):
+                q.heap[:] = keep
+                heapq.heapify(q.heap)
+
     def _send_mqtt(self, d: Dispatch, dl: Delivery) -> None:
-        msg_id = new_id()
-        self._mqtt_pending[msg_id] = (d, dl)
-        self.bus.publish(Order(dl.device, now_ms(), msg_id, d.id, d.text, d.priority))
+        if dl.order_id and dl.status == "sent":  # resumed: the order is in the durable outbox already
+            self._mqtt_pending[dl.order_id] = (d, dl)
+            return
+        dl.order_id = new_id()
+        self._mqtt_pending[dl.order_id] = (d, dl)
+        self.bus.publish(Order(dl.device, now_ms(), dl.order_id, d.id, d.text, d.priority))
         dl.attempts += 1
-        self._update(d, dl, "sent", "stored for the uplink")
+        self._update(d, dl, "sent", "handed to the uplink's outbox")
 
     def order_acked(self, msg_id: str) -> None:
         """The broker acknowledged an order message (called by the uplink)."""
@@ -249,19 +297,28 @@ class Dispatcher:
         self._flush_now.set()
 
     async def _save(self, d: Dispatch) -> None:
-        """Write one dispatch at once (a new one: it must be on disk before the 202) and publish it whole."""
+        """Write one new dispatch at once: it must be on disk before the 202."""
         if self._store is not None:
             await self._db(self._store.save_many, [d])
-        self.bus.publish(DispatchChanged("", now_ms(), d.public()))
 
     async def _flush_loop(self) -> None:
         """Changes are written and published at most every FLUSH_S: one transaction for all of them,
         and `dispatch/acks` carries only the deliveries that changed (a 100-target order would
         otherwise rewrite and resend its whole record on every one of ~200 changes)."""
+        backoff = Backoff(initial=FLUSH_S, maximum=30.0)
         while True:
             await self._flush_now.wait()
             await asyncio.sleep(FLUSH_S)
-            await self._flush()
+            try:
+                await self._flush()
+                backoff.connected()
+            except Exception as exc:  # the disk refused: keep the changes, say so, try again
+                self.store_error = f"{type(exc).__name__}: {exc}"
+                log.error("dispatch records could not be written (%s); retrying", self.store_error)
+                self._flush_now.set()
+                await asyncio.sleep(backoff.next_delay())
+            else:
+                self.store_error = ""
 
     async def _flush(self) -> None:
         self._flush_now.clear()
@@ -270,22 +327,31 @@ class Dispatcher:
         if not batch:
             return
         if self._store is not None:
-            await self._db(self._store.save_many, batch)
+            try:
+                await self._db(self._store.save_many, batch)
+            except BaseException:
+                for i, idx in dirty.items():  # nothing of this batch was written: keep it for the next try
+                    self._dirty.setdefault(i, set()).update(idx)
+                raise
         for d in batch:
             self.bus.publish(DispatchChanged("", now_ms(), d.public(), None if d.done else sorted(dirty[d.id])))
 
     def _forget_old(self) -> None:
-        done = [d for d in self.dispatches.values() if d.done]
+        done = [d for d in self.dispatches.values() if d.done and d.id not in self._dirty]
         for d in sorted(done, key=lambda d: d.ts)[:-RECENT_KEPT] if len(done) > RECENT_KEPT else []:
             del self.dispatches[d.id]
 
     def _tap(self, msg: object) -> None:
-        if isinstance(msg, OnlineChange) and msg.device in self._carriers:
-            q = self._carriers[msg.device]
+        if not isinstance(msg, OnlineChange):
+            return
+        q = self._carriers.get(msg.device)
+        if q is not None:
             (q.online.set if msg.online else q.online.clear)()
+        if q is not None or msg.online:  # a modem went away, or some device (maybe a modem) came up
+            self._reroute_waiting()
 
     def stats(self) -> dict[str, Any]:
-        return {"open": sum(1 for d in self.dispatches.values() if not d.done),
+        return {"open": sum(1 for d in self.dispatches.values() if not d.done), "store_error": self.store_error,
                 "waiting": {c: len(q.heap) for c, q in self._carriers.items()}}
 
 

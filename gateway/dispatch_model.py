@@ -28,6 +28,7 @@ class Delivery:
     parts_done: int = 0
     attempts: int = 0
     ts_updated: int = 0
+    order_id: str = ""  # the MQTT order message's id (its PUBACK marks the delivery delivered)
     tried: list[str] = field(default_factory=list)  # carriers ("mqtt" for MQTT) that gave up on this delivery
 
     @property

@@ -77,6 +77,21 @@ class RoutePlanner:
         dl.note = f"{before} gave up ({reason}); {dl.note}".rstrip("; ")
         return True
 
+    def route_for(self, dl: Delivery) -> TextRoute | None:
+        """The current route of the delivery's channel (its limit may have changed since planning)."""
+        return next((c for c in self.channels(dl.device)
+                     if isinstance(c, TextRoute) and c.carrier == dl.carrier and c.to == dl.to), None)
+
+    def reroute(self, dl: Delivery, text: str, reason: str) -> bool:
+        """Move a delivery that has not started to a channel whose modem is online now, if it has one."""
+        for c in self.channels(dl.device):
+            if isinstance(c, TextRoute) and c.carrier != dl.carrier and c.carrier not in dl.tried and self._online(c.carrier):
+                parts, note = fit(text, c.size, c.max_size, c.max_parts)
+                dl.channel, dl.carrier, dl.to, dl.parts, dl.note = c.channel, c.carrier, c.to, parts, note
+                dl.parts_done = 0
+                return True
+        return False
+
     def _apply(self, dl: Delivery, text: str) -> bool:
         best = self._best(dl.device, dl.tried)
         if best is None:

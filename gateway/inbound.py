@@ -18,6 +18,8 @@ from gateway.wire import Topics
 
 log = logging.getLogger(__name__)
 
+MAX_PENDING_DISPATCHES = 100
+
 
 class InboundCommands:
     def __init__(self, topics: Topics, router: CommandRouter, dispatcher: Dispatcher, bus: Bus) -> None:
@@ -29,6 +31,9 @@ class InboundCommands:
 
     def handle(self, topic: str, payload: bytes) -> None:
         if topic == self.topics.dispatch:
+            if len(self._tasks) >= MAX_PENDING_DISPATCHES:  # a flood: refuse, never queue without bound
+                self._reject(None, f"{MAX_PENDING_DISPATCHES} dispatches are still being taken in; try again")
+                return
             task = asyncio.get_running_loop().create_task(self._dispatch(payload))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

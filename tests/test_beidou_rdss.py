@@ -252,9 +252,9 @@ def test_check_device_and_routes(tmp_path: Path) -> None:
     url = "serial:///dev/ttyUSB0"
     assert check({"dialect": "2.1"}, url) == [] and check({"dialect": 2.1}, url) == []
     assert check({"dialect": "bds3"}, url) == [] and check({"address": TEAM_ADDR}, url) == []
-    assert [p for p, _ in check({}, url)] == [("options", "dialect")]
+    assert [p for p, _ in check({}, url)] == [("dialect",)]
     assert "4.0" in check({"dialect": "4.0"}, url)[0][1]
-    assert [p for p, _ in check({"dialect": "bds3", "queue_max": 0}, url)] == [("options", "queue_max")]
+    assert [p for p, _ in check({"dialect": "bds3", "queue_max": 0}, url)] == [("queue_max",)]
     assert BeidouRdssDriver.check_link([{"options": {"dialect": "2.1"}}, {"options": {"address": "12345"}}])
     drv, _ = make_driver(tmp_path / "x", "2.1")
     assert drv.text_route(MODEM) is None

@@ -218,3 +218,77 @@ async def test_open_deliveries_survive_a_restart(tmp_path: Path) -> None:
         assert sorted(kit2.radio.sent) == [("1001", "stay put"), ("1002", "stay put")]
     finally:
         await disp2.close()
+
+
+async def test_a_flash_order_waits_for_one_part_not_a_whole_long_order(tmp_path: Path) -> None:
+    kit = Kit(tmp_path)
+    kit.radio.max_size = 30
+    disp = kit.dispatcher()
+    await disp.open()
+    try:
+        long = await disp.submit({"text": "routine: " + "move the pumps to the school yard " * 3, "targets": ["team-1"]}, "t")
+        assert len(long.deliveries[0].parts) >= 3
+        flash = await disp.submit({"text": "FLASH", "targets": ["team-2"], "priority": "flash"}, "t")
+        kit.online("radio-modem")
+        await wait_done(disp, flash.id)
+        await wait_done(disp, long.id)
+        assert [to for to, _ in kit.radio.sent].index("1002") <= 1  # after at most the part already on air
+    finally:
+        await disp.close()
+
+
+async def test_each_part_gets_its_own_retries(tmp_path: Path) -> None:
+    kit = Kit(tmp_path)
+    kit.radio.max_size = 30
+    kit.online("radio-modem")
+    disp = kit.dispatcher()
+    await disp.open()
+    try:
+        fail = CommandError("failed", "no report")
+        kit.radio.outcomes = [fail, None, fail, None, fail, None]  # every part fails once, then goes
+        d = await disp.submit({"text": "part one. part two. part three. part four.", "targets": ["team-1"]}, "t")
+        done = await wait_done(disp, d.id)
+        assert done["deliveries"][0]["status"] == "delivered" and done["deliveries"][0]["channel"] == "test"
+    finally:
+        await disp.close()
+
+
+async def test_waiting_orders_move_to_a_channel_that_comes_online(tmp_path: Path) -> None:
+    kit = Kit(tmp_path)
+    disp = kit.dispatcher(via={"team-1": ["team-1-sat"]})
+    await disp.open()
+    try:
+        d = await disp.submit({"text": "regroup", "targets": ["team-1"]}, "t")  # both modems offline: waits on the radio
+        await asyncio.sleep(0.1)
+        assert d.deliveries[0].carrier == "radio-modem" and d.deliveries[0].status == "queued"
+        kit.online("sat-modem")
+        done = await wait_done(disp, d.id)
+        assert done["deliveries"][0]["status"] == "delivered" and kit.sat.sent == [("0123456", "regroup")]
+        assert kit.radio.sent == []
+    finally:
+        await disp.close()
+
+
+async def test_an_order_that_cannot_be_stored_is_refused_and_not_remembered(tmp_path: Path) -> None:
+    kit = Kit(tmp_path)
+    kit.online("radio-modem")
+    disp = kit.dispatcher()
+    await disp.open()
+    try:
+        store = disp._store
+        assert store is not None
+        real = store.save_many
+
+        def broken(batch: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+        store.save_many = broken  # type: ignore[method-assign]
+        with pytest.raises(DispatchRefused) as info:
+            await disp.submit({"id": "order-1", "text": "x", "targets": ["team-1"]}, "t")
+        assert info.value.http_status == 503 and kit.radio.sent == []
+        store.save_many = real  # type: ignore[method-assign]
+        d = await disp.submit({"id": "order-1", "text": "x", "targets": ["team-1"]}, "t")  # the retry really sends
+        done = await wait_done(disp, d.id)
+        assert done["deliveries"][0]["status"] == "delivered" and kit.radio.sent == [("1001", "x")]
+    finally:
+        await disp.close()

@@ -181,7 +181,7 @@ def test_orders_to_a_device_with_an_ip_path_go_over_mqtt(tmp_path: Path) -> None
     try:
         r = gw.post("/api/v1/dispatch", {"text": "RTB now", "targets": "all", "priority": "flash"})
         assert r.status_code == 202 and r.json()["deliveries"] == [  # in the durable outbox already
-            {"device": "drone-1", "channel": "mqtt", "status": "sent", "detail": "stored for the uplink"}]
+            {"device": "drone-1", "channel": "mqtt", "status": "sent", "detail": "handed to the uplink's outbox"}]
         _, order = probe.wait(lambda t, p: p.get("text") == "RTB now", 10, "the order on devices/drone-1/orders")
         assert order["dispatch"] == r.json()["id"] and order["priority"] == "flash"
         done = wait_dispatch(gw.base, r.json()["id"], 10)

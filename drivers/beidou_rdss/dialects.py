@@ -8,6 +8,8 @@ Parsers raise ValueError for a sentence of the right name but the wrong shape.
 
 from __future__ import annotations
 
+import math
+
 import string
 from dataclasses import dataclass
 from typing import ClassVar
@@ -68,7 +70,10 @@ def _card(fields: tuple[str, ...]) -> CardInfo:
     lvl = int(level)
     if lvl not in CAPACITY_BITS:
         raise ValueError(f"card level {level!r} is not 1-4")
-    seconds = int(float(interval))
+    value = float(interval)
+    if not (math.isfinite(value) and 0 <= value <= 86400):
+        raise ValueError(f"service interval {interval!r} out of range")
+    seconds = int(value)
     if not 0 <= seconds <= 86400:
         raise ValueError(f"service interval {interval!r} out of range")
     return CardInfo(addr, serial, seconds, lvl)
@@ -82,8 +87,17 @@ def _message(sender: str, code: str) -> Received:
     return Received(sender, code.upper())
 
 
+MAX_WAIT_S = 3600.0  # no card's service interval is longer: a bigger "wait" is a garbled field
+
+
 def _wait(text: str) -> float:
-    return max(0.0, float(text)) if text.strip() else 0.0
+    """The terminal's remaining wait, bounded (a garbled `inf` or `1e9` must not stall sending for good)."""
+    if not text.strip():
+        return 0.0
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"wait {text!r} is not a number of seconds")
+    return min(MAX_WAIT_S, max(0.0, value))
 
 
 class Dialect21:

@@ -68,11 +68,11 @@ class BeidouRdssDriver(TerminalDriver):
         problems = super().check_device(options, transport)
         if "address" not in options and dialect_name(options.get("dialect")) is None:
             got = "missing" if "dialect" not in options else f"{options['dialect']!r}"
-            problems.append((("options", "dialect"), f"the BeiDou terminal needs options.dialect \"2.1\" or \"bds3\" ({got})"))
+            problems.append((("dialect",), f"the BeiDou terminal needs options.dialect \"2.1\" or \"bds3\" ({got})"))
         for name, (lo, hi) in INT_OPTIONS.items():
             v = options.get(name, lo)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                problems.append((("options", name), f"{name} must be a whole number {lo}..{hi}"))
+                problems.append(((name,), f"{name} must be a whole number {lo}..{hi}"))
         return problems
 
     # -- dispatch and commands -----------------------------------------------------------

@@ -21,7 +21,6 @@ device.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import re
@@ -121,10 +120,10 @@ class BganDriver(TerminalDriver):
                 task.result()
             raise ConnectionError("terminal line closed")
         finally:
-            for task in [t for t in (reading, polling) if t is not None]:
+            children = [t for t in (reading, polling) if t is not None]
+            for task in children:
                 task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+            await asyncio.gather(*children, return_exceptions=True)  # a stop of serve() itself still propagates
             self._at = None
             self.counts.update({f"at_{k}": v for k, v in at.stats.items()})
 

@@ -64,7 +64,7 @@ class AtChannel:
         self._urc: list[str] | None = None  # an unsolicited result waiting for its extra lines
         self._urc_missing = 0
         self._buf = bytearray()
-        self.stats = {"lines": 0, "urcs": 0, "unexpected_lines": 0, "errors": 0, "timeouts": 0, "noise_bytes": 0}
+        self.stats = {"lines": 0, "urcs": 0, "unexpected_lines": 0, "errors": 0, "timeouts": 0, "noise_bytes": 0, "short_urcs": 0}
 
     async def serve(self) -> None:
         """Read until the stream ends; raises ConnectionError when the device goes away."""
@@ -158,12 +158,18 @@ class AtChannel:
     def _line(self, line: str) -> None:
         self.stats["lines"] += 1
         if self._urc is not None:
-            self._urc.append(line)
-            self._urc_missing -= 1
-            if self._urc_missing <= 0:
+            if self._is_final(line) or line.startswith(self._urc_prefixes):
+                # the unsolicited result's extra line was lost: hand it on short, and read this line for itself
                 urc, self._urc = self._urc, None
+                self.stats["short_urcs"] += 1
                 self._deliver_urc(urc)
-            return
+            else:
+                self._urc.append(line)
+                self._urc_missing -= 1
+                if self._urc_missing <= 0:
+                    urc, self._urc = self._urc, None
+                    self._deliver_urc(urc)
+                return
         if line.startswith(self._urc_prefixes):
             extra = next((n for p, n in self._urc_extra.items() if line.startswith(p)), 0)
             if extra:
@@ -181,10 +187,14 @@ class AtChannel:
         if pending.prompt is not None and line == pending.prompt and not pending.prompted.is_set():
             pending.prompted.set()
             return
-        if line == FINAL_OK or line == "ERROR" or line.startswith(("+CME ERROR", "+CMS ERROR")):
+        if self._is_final(line):
             pending.done.set_result(line)
             return
         pending.lines.append(line)
+
+    @staticmethod
+    def _is_final(line: str) -> bool:
+        return line == FINAL_OK or line == "ERROR" or line.startswith(("+CME ERROR", "+CMS ERROR"))
 
     def _deliver_urc(self, lines: list[str]) -> None:
         self.stats["urcs"] += 1

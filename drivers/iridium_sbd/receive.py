@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from drivers import compact_report
 from drivers.common.terminal_driver import TerminalDriver
-from gateway.model import Position
+from gateway.model import Position, now_ms
 
+PLAUSIBLE_TS = 1_000_000_000  # 2001: a report's own time before this is a unit without a clock
 HEX_SHOWN = 270  # bytes of an undecodable message shown in its event (an MT message is at most 270)
 
 
@@ -48,5 +49,6 @@ def handle_mt(drv: TerminalDriver, data: bytes, mtmsn: int) -> None:
                   sender=report.sender, lat=last.lat, lon=last.lon, ts=last.ts * 1000, mtmsn=mtmsn)
         return
     for fix in sorted(report.fixes, key=lambda f: f.ts):
-        drv.ctx.publish(Position(dev.id, fix.ts * 1000, fix.lat, fix.lon, fix.alt_m, fix.heading_deg,
+        ts = fix.ts * 1000 if fix.ts >= PLAUSIBLE_TS else now_ms()  # a unit without a clock yet: arrival time
+        drv.ctx.publish(Position(dev.id, ts, fix.lat, fix.lon, fix.alt_m, fix.heading_deg,
                                  fix.speed_mps, fix.fix, "sbd"))  # type: ignore[arg-type]

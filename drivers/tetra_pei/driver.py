@@ -68,9 +68,9 @@ class TetraPeiDriver(TerminalDriver):
         super().__init__(link, ctx)
         self._at: AtChannel | None = None
         self._next_ref = 0
-        self._reports: dict[int, asyncio.Future[sds.DeliveryReport]] = {}
+        self._reports: dict[tuple[str, int], asyncio.Future[sds.DeliveryReport]] = {}  # (called SSI, reference)
         self._poll_s = self.option("poll_s", 10.0)
-        self._report_timeout_s = self.option("report_timeout_s", 20.0)
+        self._report_timeout_s = self.option("report_timeout_s", 30.0)
         self.own_issi: str | None = None
         self._groups = [(d, member_ranges(d.options.get("members"))) for d in link.devices
                         if d.options.get("group") and d.options.get("members")]
@@ -128,7 +128,7 @@ class TetraPeiDriver(TerminalDriver):
             raise CommandError("rejected", str(exc)) from None
         waiter: asyncio.Future[sds.DeliveryReport] = asyncio.get_running_loop().create_future()
         if not group:
-            self._reports[ref] = waiter
+            self._reports[(addr, ref)] = waiter
         try:
             assert self._at is not None
             await self._at.command(f"AT+CMGS={addr},{len(pdu) * 8}", timeout=10.0, terminator=b"\r\n",
@@ -147,7 +147,7 @@ class TetraPeiDriver(TerminalDriver):
         except ConnectionError as exc:
             raise CommandError("failed", f"radio line lost while sending: {exc}") from None
         finally:
-            self._reports.pop(ref, None)
+            self._reports.pop((addr, ref), None)
         if not report.delivered:
             raise CommandError("failed", f"{addr} did not take the SDS (delivery status 0x{report.status:02x})")
         return f"delivered to {addr} (SDS-TL report 0x{report.status:02x})"
@@ -169,6 +169,7 @@ class TetraPeiDriver(TerminalDriver):
                 await asyncio.gather(*helpers, return_exceptions=True)
         finally:
             serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
             self._at = None
             self.forget_remotes()
             for fut in self._reports.values():
@@ -177,12 +178,13 @@ class TetraPeiDriver(TerminalDriver):
             self.counts.update({f"at_{k}": v for k, v in at.stats.items()})
 
     async def _initialise(self, at: AtChannel) -> None:
-        await at.command("ATE0", timeout=3.0)
-        for cmd in INIT_COMMANDS:
+        for cmd in ("ATE0", *INIT_COMMANDS):
             try:
                 await at.command(cmd, timeout=3.0)
             except AtError as exc:
-                self.counts["cme_errors"] += 1
+                if exc.result.startswith("no answer"):
+                    raise ConnectionError(f"the radio does not answer {cmd}") from None
+                self.counts["cme_errors"] += 1  # refused: say so and carry on (the spec's rule)
                 self.event(self.modem.id, "radio_error", "warning", f"radio refused {cmd}: {exc.result}")
         try:
             for line in await at.command("AT+CNUMF?", timeout=3.0):
@@ -221,6 +223,9 @@ class TetraPeiDriver(TerminalDriver):
         m = _CTSDSR.match(lines[0])
         if m is None or len(lines) < 2:
             self.counts["bad_sds_header"] += 1
+            return
+        if m.group(1) != "12":  # 13 = status SDS (a pre-coded number, not SDS-TL): not text, not LIP
+            self.counts["status_sds"] += 1
             return
         calling, called, bits = m.group(2), m.group(4), int(m.group(6))
         try:
@@ -264,7 +269,7 @@ class TetraPeiDriver(TerminalDriver):
             return
         if isinstance(msg, sds.DeliveryReport):
             self.counts["delivery_reports"] += 1
-            fut = self._reports.get(msg.ref)
+            fut = self._reports.get((calling, msg.ref))  # a report counts only from the radio it was sent to
             if fut is not None and not fut.done():
                 fut.set_result(msg)
             return

@@ -1,0 +1,1 @@
+"""Modbus power driver: charge controllers and GX devices over Modbus RTU/TCP, register maps as data."""

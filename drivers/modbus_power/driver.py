@@ -1,0 +1,190 @@
+"""Modbus power driver: charge controllers, battery monitors and GX devices over Modbus RTU or TCP.
+
+One driver instance serves one line (`serial:///dev/...?baud=115200` for
+RTU, `tcp://host:port` for Modbus TCP) and every device on it, told apart
+by `options.unit` (the slave id). Each device's register map is its
+profile (`profile: modbus/epever_tracer.yaml`): what to read, how to scale
+it, and which normalized names the values get. The units are polled in
+turn, each at its own `poll_s`, one request per contiguous register block;
+each request has its own timeout, so a dead unit costs the others one
+timeout per retry, and it is retried with backoff once it is offline.
+
+Output per poll: Telemetry (battery_v, battery_a, soc_pct, pv_w, ...), a
+StatusUpdate when something changed (charger stage and fault; `modbus`:
+unit, counted timeouts, CRC errors and exception responses, the last
+error and registers the unit refuses), and events from the kit's
+thresholds with hysteresis (thresholds.py). When no unit on the line
+answers, or the line closes, `run()` raises and the supervisor reopens it
+with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any, ClassVar
+
+from drivers.modbus_power.link import SCHEMES, CrcWatch, open_client, parse_link_url, read_block
+from drivers.modbus_power.maps import RegisterMap, check_map
+from drivers.modbus_power.thresholds import check_thresholds
+from drivers.modbus_power.unit import Unit
+from gateway.driver_api import DeviceSpec, Driver, DriverContext, LinkSpec
+from gateway.model import StatusUpdate, Telemetry, now_ms
+
+log = logging.getLogger(__name__)
+
+Loc = tuple[str | int, ...]
+_NUMBERS: dict[str, tuple[float, float]] = {"poll_s": (0.1, 86400.0), "timeout_s": (0.05, 60.0),
+                                            "retry_max_s": (0.1, 3600.0)}
+_INTS: dict[str, tuple[int, int]] = {"max_failures": (1, 100)}
+_KNOWN = {"unit", "thresholds", *_NUMBERS, *_INTS}
+
+
+def _map_of(dev: DeviceSpec) -> RegisterMap:
+    if not dev.profile:
+        raise ValueError(f"{dev.id}: a modbus_power device needs its register map as profile (modbus/MODEL.yaml)")
+    return RegisterMap.from_profile(dev.profile)
+
+
+class ModbusPowerDriver(Driver):
+    name: ClassVar[str] = "modbus_power"
+    default_kind: ClassVar[str] = "power"
+    transport_schemes: ClassVar[tuple[str, ...]] = SCHEMES
+
+    def __init__(self, link: LinkSpec, ctx: DriverContext) -> None:
+        super().__init__(link, ctx)
+        self.url = parse_link_url(link.transport)
+        self.units = [Unit(dev, _map_of(dev)) for dev in link.devices]
+        self.counts: Counter[str] = Counter()
+        self._crc: CrcWatch | None = None
+
+    # -- kit checks ------------------------------------------------------------------------
+    @classmethod
+    def check_device(cls, options: dict[str, Any], transport: str) -> list[tuple[Loc, str]]:
+        problems: list[tuple[Loc, str]] = []
+        serial = transport.startswith("serial:")
+        try:
+            parse_link_url(transport)
+        except ValueError as exc:
+            problems.append(((), f"transport {transport!r}: {exc}"))
+        for name in sorted(set(options) - _KNOWN):
+            problems.append(((name,), f"unknown option {name!r}; the modbus_power driver takes {', '.join(sorted(_KNOWN))}"))
+        lo_unit, hi_unit = (1, 247) if serial else (0, 255)
+        unit = options.get("unit")
+        if unit is not None and (not isinstance(unit, int) or isinstance(unit, bool) or not lo_unit <= unit <= hi_unit):
+            problems.append((("unit",), f"the unit (slave) id: a whole number {lo_unit}..{hi_unit}"))
+        for name, (lo, hi) in _NUMBERS.items():
+            v = options.get(name)
+            if name in options and (isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi):
+                problems.append(((name,), f"{name} must be a number {lo:g}..{hi:g} (seconds)"))
+        for name, (ilo, ihi) in _INTS.items():
+            v = options.get(name)
+            if name in options and (isinstance(v, bool) or not isinstance(v, int) or not ilo <= v <= ihi):
+                problems.append(((name,), f"{name} must be a whole number {ilo}..{ihi}"))
+        problems.extend((("thresholds", *loc), msg) for loc, msg in check_thresholds(options.get("thresholds")))
+        return problems
+
+    @classmethod
+    def check_link(cls, devices: list[dict[str, Any]]) -> list[tuple[int, Loc, str]]:
+        problems: list[tuple[int, Loc, str]] = []
+        seen: dict[Any, str] = {}
+        for i, dev in enumerate(devices):
+            if not dev.get("profile"):
+                problems.append((i, (), "a modbus_power device names its register map: profile: modbus/MODEL.yaml"))
+            unit = (dev.get("options") or {}).get("unit")
+            if unit in seen:
+                what = f"unit {unit}" if unit is not None else "the map's default unit (no options.unit)"
+                problems.append((i, ("unit",), f"{what} is also {seen[unit]!r} on {dev.get('transport')}: "
+                                                "each device on one line needs its own unit id"))
+            else:
+                seen[unit] = dev.get("id", f"#{i}")
+        return problems
+
+    @classmethod
+    def check_profile(cls, profile: dict[str, Any]) -> list[str]:
+        return check_map(profile)
+
+    @classmethod
+    def commands_for(cls, kind: str) -> list[str]:
+        return []
+
+    def check_command(self, device_id: str, command: str, args: dict[str, Any]) -> str | None:
+        return f"the {self.name} driver takes no commands"
+
+    # -- the line ------------------------------------------------------------------------
+    async def run(self) -> None:
+        timeout = max(u.timeout_s for u in self.units) + 1.0  # pymodbus's own wait: always longer than ours
+        client, self._crc = await open_client(self.url, timeout)
+        self.counts["opened"] += 1
+        for unit in self.units:
+            unit.reset_link()
+        try:
+            await self._serve(client, self._crc)
+        finally:
+            client.close()
+            for unit in self.units:
+                unit.online = False
+
+    async def _serve(self, client: Any, crc: CrcWatch | None) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            unit = min(self.units, key=lambda u: u.next_due)
+            delay = unit.next_due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            started = loop.time()
+            values, heard = await self._read(client, crc, unit)
+            gone = unit.polled(started, loop.time(), heard)
+            if heard:
+                self._take(unit, values)
+            else:
+                self._publish_status(unit, {})
+            if gone is not None:
+                log.info("%s offline: %s", unit.id, gone)
+                self.ctx.set_online(unit.id, False, gone)
+            if all(u.given_up for u in self.units):
+                raise ConnectionError(f"no unit answers on {self.url}: {unit.last_error}")
+
+    async def _read(self, client: Any, crc: CrcWatch | None, unit: Unit) -> tuple[dict[str, float], bool]:
+        """One poll of one unit: its decoded values and whether it answered at all."""
+        values: dict[str, float] = {}
+        heard = False
+        for block in list(unit.blocks):
+            ans = await read_block(client, unit.unit, block, unit.timeout_s, crc)
+            unit.count(ans)
+            if ans.words is not None:
+                heard = True
+                values.update(block.decode(ans.words))
+            elif ans.heard:
+                heard = True
+                if ans.exception_code == 2:
+                    unit.refused(block, ans)
+            elif ans.kind == "timeout" and not heard:
+                break  # silent from the first request: do not wait out every block of a dead unit
+        return values, heard
+
+    def _take(self, unit: Unit, values: dict[str, float]) -> None:
+        ts = now_ms()
+        if not unit.online:
+            unit.online = True
+            self.ctx.set_online(unit.id, True, f"unit {unit.unit} answering on {self.url}")
+        telemetry, status = unit.split_values(values)
+        events = unit.alarms.evaluate(telemetry, status)
+        if telemetry:
+            self.ctx.publish(Telemetry(unit.id, ts, telemetry))
+        self._publish_status(unit, status)
+        for event in events:
+            log.info("%s: %s", unit.id, event.text)
+            self.ctx.publish(event)
+
+    def _publish_status(self, unit: Unit, status: dict[str, Any]) -> None:
+        status["modbus"] = unit.comm_status(str(self.url))
+        changed = unit.status_changes(status)
+        if changed:
+            self.ctx.publish(StatusUpdate(unit.id, now_ms(), changed))
+
+    def stats(self) -> dict[str, Any]:
+        return {"transport": str(self.url), "opened": self.counts["opened"],
+                "crc_errors_on_line": self._crc.count if self._crc is not None else 0,
+                "units": {u.id: u.stats() for u in self.units}}

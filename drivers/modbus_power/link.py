@@ -1,0 +1,191 @@
+"""The Modbus line: `serial:///dev/...?baud=115200[&parity=N&stopbits=1]` (RTU) or `tcp://host:port`
+(Modbus TCP), opened with pymodbus's asyncio client, and one block read with its outcome.
+
+pymodbus's own retries and reconnects are off: the driver decides. Each
+read has its own timeout; an RTU answer whose CRC is wrong is counted (a
+framer that counts what pymodbus's RTU framer silently drops) and ends the
+wait at once, since the frame is gone. A closed line raises ConnectionError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException
+from pymodbus.framer import FramerRTU
+from pymodbus.pdu import DecodePDU
+
+from drivers.modbus_power.maps import Block
+
+SCHEMES = ("serial", "tcp")
+EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value", 4: "server device failure",
+              5: "acknowledge", 6: "server device busy", 8: "memory parity error", 10: "gateway path unavailable",
+              11: "gateway target device failed to respond"}
+UNREACHABLE = (10, 11)  # a Modbus gateway answering for a unit it cannot reach: the unit is silent
+
+
+@dataclass(frozen=True)
+class LinkUrl:
+    scheme: str
+    path: str = ""
+    host: str = ""
+    port: int = 0
+    baud: int = 115200
+    parity: str = "N"
+    stopbits: int = 1
+
+    def __str__(self) -> str:
+        if self.scheme == "serial":
+            return f"{self.path} @ {self.baud} 8{self.parity}{self.stopbits}"
+        return f"{self.host}:{self.port}"
+
+
+def parse_link_url(url: str) -> LinkUrl:
+    """ValueError with a reason a person can act on."""
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    if parts.scheme == "serial":
+        if not parts.path.startswith("/"):
+            raise ValueError("an RTU line is serial:///dev/NAME[?baud=N&parity=N|E|O&stopbits=1|2]")
+        unknown = sorted(set(query) - {"baud", "parity", "stopbits"})
+        if unknown:
+            raise ValueError(f"unknown serial setting {', '.join(unknown)} (known: baud, parity, stopbits)")
+        baud = query.get("baud", "115200")
+        if not baud.isdigit() or not 300 <= int(baud) <= 4_000_000:
+            raise ValueError(f"serial baud must be a number 300..4000000, got {baud!r}")
+        parity = query.get("parity", "N").upper()
+        if parity not in ("N", "E", "O"):
+            raise ValueError(f"serial parity must be N, E or O, got {parity!r}")
+        stopbits = query.get("stopbits", "1")
+        if stopbits not in ("1", "2"):
+            raise ValueError(f"serial stopbits must be 1 or 2, got {stopbits!r}")
+        return LinkUrl("serial", path=parts.path, baud=int(baud), parity=parity, stopbits=int(stopbits))
+    if parts.scheme == "tcp":
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or not port:
+            raise ValueError("Modbus TCP is tcp://HOST:PORT (port 502 on most devices)")
+        return LinkUrl("tcp", host=parts.hostname, port=port)
+    raise ValueError(f"transport must be serial:///dev/NAME (RTU) or tcp://HOST:PORT, not {parts.scheme or url!r}://")
+
+
+class CrcWatch:
+    """RTU frames dropped for a wrong CRC; `waiter` is resolved at the next one."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.waiter: asyncio.Future[None] | None = None
+
+    def hit(self) -> None:
+        self.count += 1
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+class _CountingFramerRTU(FramerRTU):
+    def __init__(self, decoder: DecodePDU, watch: CrcWatch) -> None:
+        super().__init__(decoder)
+        self.watch = watch
+
+    def decode(self, data: bytes) -> tuple[int, int, int, bytes]:
+        used, dev_id, tid, frame = super().decode(data)
+        if used and not frame:  # the one way FramerRTU discards a buffer: a whole frame with a wrong CRC
+            self.watch.hit()
+        return used, dev_id, tid, frame
+
+
+async def open_client(url: LinkUrl, timeout_s: float) -> tuple[Any, CrcWatch | None]:
+    """A connected client and, for RTU, its CRC watch; ConnectionError if the line cannot be opened."""
+    common: dict[str, Any] = {"timeout": timeout_s, "retries": 0, "reconnect_delay": 0, "name": f"modbus {url}"}
+    watch: CrcWatch | None = None
+    client: Any
+    if url.scheme == "serial":
+        client = AsyncModbusSerialClient(url.path, baudrate=url.baud, parity=url.parity, stopbits=url.stopbits,
+                                         bytesize=8, **common)
+        watch = CrcWatch()
+        with contextlib.suppress(AttributeError):  # pymodbus 3.x keeps the framer on its transaction manager
+            client.ctx.framer = _CountingFramerRTU(DecodePDU(False), watch)
+    else:
+        client = AsyncModbusTcpClient(url.host, port=url.port, **common)
+    client.set_max_no_responses(1 << 30)  # a silent unit is the driver's business, never a reason to drop the line
+    try:
+        ok = await client.connect()
+    except Exception as exc:  # pyserial's SerialException and friends
+        client.close()
+        raise ConnectionError(f"cannot open {url}: {exc}") from exc
+    if not ok:
+        client.close()
+        raise ConnectionError(f"cannot open {url}")
+    return client, watch
+
+
+@dataclass(slots=True)
+class Answer:
+    """What one block read gave: `words`, or `kind` of failure with `detail`."""
+
+    words: list[int] | None
+    kind: str = "ok"  # ok | timeout | crc | exception | bad_answer
+    detail: str = ""
+    exception_code: int | None = None
+
+    @property
+    def heard(self) -> bool:
+        """The unit itself answered (even if only with an exception)."""
+        if self.kind == "exception":
+            return self.exception_code not in UNREACHABLE
+        return self.kind == "ok"
+
+
+async def read_block(client: Any, unit: int, block: Block, timeout_s: float, crc: CrcWatch | None) -> Answer:
+    """One request for `block`; ConnectionError when the line is gone."""
+    if not client.connected:
+        raise ConnectionError("the Modbus line closed")
+    call = client.read_input_registers if block.function == 4 else client.read_holding_registers
+    what = f"{block.label()} from unit {unit}"
+    loop = asyncio.get_running_loop()
+    request = asyncio.ensure_future(call(block.address, count=block.count, device_id=unit))
+    waiter = loop.create_future() if crc is not None else None
+    if crc is not None:
+        crc.waiter = waiter
+    try:
+        done, _ = await asyncio.wait([f for f in (request, waiter) if f is not None], timeout=timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        request.cancel()
+        raise
+    finally:
+        if crc is not None:
+            crc.waiter = None
+    if request not in done:
+        request.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await request
+        if waiter is not None and waiter.done():
+            return Answer(None, "crc", f"CRC error in the answer to {what}")
+        return Answer(None, "timeout", f"no answer to {what} within {timeout_s:g} s")
+    if waiter is not None:
+        waiter.cancel()
+    try:
+        rr = request.result()
+    except (ConnectionException, ConnectionError) as exc:
+        raise ConnectionError(f"the Modbus line closed: {exc}") from exc
+    except ModbusException as exc:
+        if not client.connected:
+            raise ConnectionError(f"the Modbus line closed: {exc}") from exc
+        return Answer(None, "bad_answer", f"{what}: {exc}")
+    if rr.isError():
+        code = int(getattr(rr, "exception_code", 0))
+        name = EXCEPTIONS.get(code, "unknown exception")
+        return Answer(None, "exception", f"unit {unit} answered {block.label()} with exception 0x{code:02X} ({name})", code)
+    registers = getattr(rr, "registers", None)
+    if rr.function_code != block.function or registers is None or len(registers) != block.count:
+        got = len(registers) if registers is not None else "no"
+        return Answer(None, "bad_answer", f"answer to {what} does not match it (FC{rr.function_code:02d}, {got} registers)")
+    return Answer(list(registers))
