@@ -4,7 +4,10 @@
 lines and hands each either to the command in flight (its response) or, for
 lines a driver declares unsolicited (`+CTSDSR:`, `SBDRING`, ...), to the
 driver's `on_urc`. Some unsolicited results carry a second line (the hex
-PDU after `+CTSDSR:`); `urc_extra_lines` says how many.
+PDU after `+CTSDSR:`); `urc_extra_lines` says how many, and `urc_extra_ok`
+what such a line looks like: when it was lost, the line that comes instead
+(a final result, another unsolicited result, an answer's line) is read for
+what it is and the short result is handed on.
 
 `command()` sends one command and returns its response lines once a final
 result arrives (`OK`, or raises AtError for `ERROR`, `+CME ERROR: n`,
@@ -53,12 +56,14 @@ class _Pending:
 class AtChannel:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  on_urc: Callable[[list[str]], None], urc_prefixes: tuple[str, ...],
-                 urc_extra_lines: dict[str, int] | None = None) -> None:
+                 urc_extra_lines: dict[str, int] | None = None,
+                 urc_extra_ok: Callable[[str], bool] | None = None) -> None:
         self._reader = reader
         self._writer = writer
         self._on_urc = on_urc
         self._urc_prefixes = urc_prefixes
         self._urc_extra = urc_extra_lines or {}
+        self._urc_extra_ok = urc_extra_ok  # what an extra line must look like (TETRA: hex); others are not taken
         self._lock = asyncio.Lock()
         self._pending: _Pending | None = None
         self._urc: list[str] | None = None  # an unsolicited result waiting for its extra lines
@@ -158,7 +163,8 @@ class AtChannel:
     def _line(self, line: str) -> None:
         self.stats["lines"] += 1
         if self._urc is not None:
-            if self._is_final(line) or line.startswith(self._urc_prefixes):
+            if (self._is_final(line) or line.startswith(self._urc_prefixes)
+                    or (self._urc_extra_ok is not None and not self._urc_extra_ok(line))):
                 # the unsolicited result's extra line was lost: hand it on short, and read this line for itself
                 urc, self._urc = self._urc, None
                 self.stats["short_urcs"] += 1

@@ -34,6 +34,7 @@ _CSQ = re.compile(r"^\+CSQ:\s*(\d+),(\d+)")
 _CREG = re.compile(r"^\+CREG:\s*(\d+),(\d+)")
 _CMGS = re.compile(r"^\+CMGS:\s*(\d+)(?:,(\d+))?")
 _CNUMF = re.compile(r"^\+CNUMF:\s*\d+,(\d+)")
+_HEX_LINE = re.compile(r"[0-9A-Fa-f]+")
 KMH = 1 / 3.6
 
 
@@ -154,7 +155,7 @@ class TetraPeiDriver(TerminalDriver):
 
     # -- the link ------------------------------------------------------------------
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        at = AtChannel(reader, writer, self._unsolicited, ("+CTSDSR:",), {"+CTSDSR:": 1})
+        at = AtChannel(reader, writer, self._unsolicited, ("+CTSDSR:",), {"+CTSDSR:": 1}, _HEX_LINE.fullmatch)
         self._at = at
         serving = asyncio.create_task(at.serve(), name=f"tetra-read:{self.modem.id}")
         try:
