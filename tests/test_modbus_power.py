@@ -18,7 +18,7 @@ from drivers.modbus_power.thresholds import Alarms, Thresholds, check_thresholds
 from gateway.backoff import Backoff
 from gateway.driver_api import DeviceSpec, LinkSpec
 from gateway.model import Event, OnlineChange, StatusUpdate, Telemetry
-from tests.procs import FIRMWARE, free_port
+from tests.procs import FIRMWARE, free_port, write_kit
 from tests.serial_sims import OrderedCollector, SimProcess, supervised
 
 pytestmark = pytest.mark.timeout(30)
@@ -203,6 +203,39 @@ def test_kit_options_are_checked() -> None:
     assert any(i == 2 and "profile: modbus/MODEL.yaml" in m for i, _, m in link)
 
 
+def test_a_kit_with_modbus_devices_is_checked_with_its_maps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through gateway/kit.py (the entry point is in pyproject.toml; registered here so that a stale
+    editable install does not matter)."""
+    from gateway import driver_registry
+    from gateway.kit import KitError, load_kit
+
+    real_available, real_load = driver_registry.available, driver_registry.load
+    monkeypatch.setattr(driver_registry, "available",
+                        lambda: {**real_available(), "modbus_power": "drivers.modbus_power.driver:ModbusPowerDriver"})
+    monkeypatch.setattr(driver_registry, "load",
+                        lambda name: ModbusPowerDriver if name == "modbus_power" else real_load(name))
+    line = "serial:///dev/serial/by-id/usb-rs485?baud=115200"
+    devices = [{"id": "tracer-1", "driver": "modbus_power", "transport": line, "profile": "modbus/epever_tracer.yaml",
+                "options": {"unit": 1, "thresholds": THRESHOLDS}},
+               {"id": "tracer-2", "driver": "modbus_power", "transport": line, "profile": "modbus/epever_tracer.yaml",
+                "options": {"unit": 2}},
+               {"id": "gx", "driver": "modbus_power", "transport": "tcp://192.168.8.20:502",
+                "profile": "modbus/victron_gx.yaml"}]
+    loaded = load_kit(write_kit(tmp_path / "kit.yaml", devices))
+    assert loaded.profiles["gx"]["model"] == "Victron GX (system)" and loaded.device_kind(loaded.kit.devices[0]) == "power"
+    bad_dir = tmp_path / "configs" / "modbus"
+    bad_dir.mkdir(parents=True)
+    broken = copy.deepcopy(EPEVER)
+    broken["registers"][0]["type"] = "float"
+    (bad_dir / "epever_tracer.yaml").write_text(yaml.safe_dump(broken))
+    devices[1]["options"]["unit"] = 1
+    with pytest.raises(KitError) as err:
+        load_kit(write_kit(tmp_path / "bad.yaml", devices, profiles_dir=str(tmp_path / "configs")))
+    text = str(err.value)
+    assert "epever_tracer.yaml: registers[0] (pv_v): unknown type 'float'" in text
+    assert "devices.1.options.unit: unit 1 is also 'tracer-1'" in text
+
+
 # -- against the simulator ---------------------------------------------------------------------
 
 class Ctx(OrderedCollector):
@@ -299,6 +332,7 @@ async def test_epever_temperature_and_fault_events_fire_once_with_hysteresis(epe
             await settle(command)
         assert [(e.type, e.severity) for e in ctx.events()] == [("over_temperature", "warning")]
         assert ctx.events()[0].extra["battery_temp_c"] == pytest.approx(60.0)
+        assert ctx.status("tracer-1")["alarms"] == ["over_temperature"]
         await settle("temp 46")
         assert [e.severity for e in ctx.events("over_temperature")] == ["warning", "info"]
 
@@ -345,11 +379,30 @@ async def test_crc_errors_are_counted_and_raise_or_clear_nothing(epever: SimProc
             await fresh_telemetry(ctx, dev, len(ctx.telemetry(dev)) + 2)
         crc = [ctx.status(d)["modbus"] for d in ("tracer-1", "tracer-2") if ctx.status(d)["modbus"]["crc_errors"]]
         assert crc and all("CRC error in the answer to FC04" in s["last_error"] for s in crc)
-        assert driver.stats()["crc_errors_on_line"] == 2
+        assert driver.stats()["crc_errors_on_line"] == 2 and driver.stats()["frames"]["crc_errors"] == 2
         assert [(e.type, e.severity) for e in ctx.events()] == [("battery_low", "warning")] * 2  # nothing else
         assert ctx.onlines("tracer-1") == [True] and ctx.onlines("tracer-2") == [True] and failures == []
         sim_stats = await epever.control_ok("stats")
         assert sim_stats["crc_corrupted"] == 2
+
+
+async def test_refused_registers_are_left_out_and_the_rest_still_read(epever: SimProcess) -> None:
+    """A map with a register this firmware lacks (0x3111): the block is refused with exception 0x02,
+    read register by register from then on, and only 0x3111 is left out (named in the status)."""
+    profile = copy.deepcopy(EPEVER)
+    profile["registers"].append({"name": "device_temp_c", "address": 0x3111, "type": "int16", "scale": 0.01})
+    driver, ctx = make_driver(f"serial://{epever.link}", profile, {"tracer-1": 1})
+    async with running(driver, ctx) as failures:
+        await ctx.wait(lambda: ctx.status("tracer-1").get("modbus", {}).get("unsupported"), 8.0, "unsupported register")
+        await ctx.wait(lambda: "load_w" in ctx.telemetry("tracer-1")[-1].values, 5.0, "the rest of the block")
+        modbus = ctx.status("tracer-1")["modbus"]
+        assert modbus["unsupported"] == {"device_temp_c (FC04 0x3111)": "exception 0x02 (illegal data address)"}
+        assert modbus["exceptions"] == {"0x02 illegal data address": 2}   # the block, then the register alone
+        assert "exception 0x02 (illegal data address)" in modbus["last_error"]
+        seen = len(ctx.telemetry("tracer-1"))
+        values = (await fresh_telemetry(ctx, "tracer-1", seen + 1)).values
+        assert set(values) == set(EPEVER_MODEL) and ctx.status("tracer-1")["modbus"]["exceptions"] == modbus["exceptions"]
+        assert ctx.onlines("tracer-1") == [True] and failures == [] and ctx.events() == []
 
 
 async def test_unplugged_rtu_line_is_reopened(epever: SimProcess) -> None:
@@ -369,9 +422,12 @@ async def test_victron_tcp_telemetry_soc_hysteresis_and_reconnect() -> None:
     port = free_port()
     sim = victron_sim(port)
     try:
-        driver, ctx = make_driver(f"tcp://127.0.0.1:{port}", VICTRON, {"gx": 100})
+        driver, ctx = make_driver(f"tcp://127.0.0.1:{port}", VICTRON, {"gx": 100, "gx-nobody": 101})
         async with running(driver, ctx) as failures:
             await ctx.wait(lambda: ctx.telemetry("gx"), 8.0, "first telemetry")
+            # a unit the GX does not have: exception 0x0B (gateway target failed to respond) is silence
+            await ctx.wait(lambda: ctx.onlines("gx-nobody") == [False], 5.0, "gx-nobody offline")
+            assert "exception 0x0B" in ctx.of(OnlineChange, "gx-nobody")[0].reason and failures == []
             await sim.control_ok("hold on")
             await fresh_telemetry(ctx, "gx", len(ctx.telemetry("gx")) + 1)
             model = await sim.control_ok("values 100")
@@ -391,7 +447,7 @@ async def test_victron_tcp_telemetry_soc_hysteresis_and_reconnect() -> None:
                 ("battery_critical", "critical"),  # 10; 17 is within the 5 % hysteresis
                 ("battery_critical", "info"),      # 21
                 ("battery_low", "info")]           # 36; 33 was not enough
-            assert ctx.status("gx")["modbus"]["alarms"] == []
+            assert ctx.status("gx")["alarms"] == []
 
             sim.stop()   # the GX goes away: the line fails, the device goes offline
             await ctx.wait(lambda: ctx.onlines("gx")[-1:] == [False] and failures, 5.0, "offline")

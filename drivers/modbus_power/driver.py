@@ -16,6 +16,11 @@ error and registers the unit refuses), and events from the kit's
 thresholds with hysteresis (thresholds.py). When no unit on the line
 answers, or the line closes, `run()` raises and the supervisor reopens it
 with backoff.
+
+Options per device: `unit` (slave id; default the map's `default_unit`),
+`poll_s` (5), `timeout_s` per request (1), `max_failures` polls without an
+answer before the unit is offline (3), `retry_max_s` the longest wait
+between retries of an offline unit (60), `thresholds` (thresholds.py).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ _NUMBERS: dict[str, tuple[float, float]] = {"poll_s": (0.1, 86400.0), "timeout_s
                                             "retry_max_s": (0.1, 3600.0)}
 _INTS: dict[str, tuple[int, int]] = {"max_failures": (1, 100)}
 _KNOWN = {"unit", "thresholds", *_NUMBERS, *_INTS}
+FRAME_OUTCOMES = ("requests", "answers", "timeouts", "crc_errors", "exceptions", "bad_answers")
 
 
 def _map_of(dev: DeviceSpec) -> RegisterMap:
@@ -160,8 +166,11 @@ class ModbusPowerDriver(Driver):
                 heard = True
                 if ans.exception_code == 2:
                     unit.refused(block, ans)
-            elif ans.kind == "timeout" and not heard:
-                break  # silent from the first request: do not wait out every block of a dead unit
+            else:
+                # No valid answer (timeout, CRC error, a mismatched answer): this unit is not asked again in
+                # this poll. A dead unit costs one timeout, and on RTU (no transaction ids) a late answer can
+                # never be taken for the answer to this unit's next block (0x311A+1 and 0x3201+1 look alike).
+                break
         return values, heard
 
     def _take(self, unit: Unit, values: dict[str, float]) -> None:
@@ -171,6 +180,7 @@ class ModbusPowerDriver(Driver):
             self.ctx.set_online(unit.id, True, f"unit {unit.unit} answering on {self.url}")
         telemetry, status = unit.split_values(values)
         events = unit.alarms.evaluate(telemetry, status)
+        status["alarms"] = unit.alarms.active()
         if telemetry:
             self.ctx.publish(Telemetry(unit.id, ts, telemetry))
         self._publish_status(unit, status)
@@ -185,6 +195,8 @@ class ModbusPowerDriver(Driver):
             self.ctx.publish(StatusUpdate(unit.id, now_ms(), changed))
 
     def stats(self) -> dict[str, Any]:
-        return {"transport": str(self.url), "opened": self.counts["opened"],
+        """Requests and their outcomes on the line (`frames`, as metrics read them) and per unit."""
+        frames = {k: sum(u.counts[k] for u in self.units) for k in FRAME_OUTCOMES}
+        return {"line": str(self.url), "opened": self.counts["opened"], "frames": frames,
                 "crc_errors_on_line": self._crc.count if self._crc is not None else 0,
                 "units": {u.id: u.stats() for u in self.units}}

@@ -5,8 +5,9 @@ without an answer it goes offline and is retried with bounded backoff
 (jittered) while the other units on the line keep their own cadence. A
 block the unit refuses with exception 0x02 (illegal data address: a
 firmware without some register of the map) is read register by register
-from then on, and a register still refused is left out and named in the
-status, so one missing register never costs the rest of the block.
+from then on, and a register still refused is left out (until the gateway
+restarts) and named in the status, so one missing register never costs the
+rest of the block.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class Unit:
         return {"unit": self.unit, "model": self.map.model, "map_version": self.map.version, "transport": transport,
                 "timeouts": self.counts["timeouts"], "crc_errors": self.counts["crc_errors"],
                 "exceptions": exceptions, "bad_answers": self.counts["bad_answers"], "last_error": self.last_error,
-                "unsupported": dict(self.unsupported), "alarms": self.alarms.active()}
+                "unsupported": dict(self.unsupported)}
 
     def status_changes(self, status: dict[str, Any]) -> dict[str, Any]:
         """The fields of `status` that differ from what was last published (and remembers them)."""
