@@ -26,6 +26,7 @@ from gateway.commands import CommandRouter
 from gateway.dispatch import Dispatcher
 from gateway.inbound import InboundCommands
 from gateway.kit import LoadedKit
+from gateway.kit_health import KitHealth
 from gateway.model import Device, DeviceStateChanged, Event, StatusUpdate, StreamOffer, now_ms
 from gateway.mqtt_link import BrokerTarget, MqttLink
 from gateway.outbox import CLASS_NAMES, Outbox
@@ -88,10 +89,15 @@ class Gateway:
         self.broker: EmbeddedBroker | None = None
         self.uplinks = UplinkManager(self._build_uplinks(), self.outbox, self.bus, self.registry, self.topics, self.version)
         self.uplinks.order_acked = self.dispatcher.order_acked
+        self.kit_health = KitHealth(self.bus, self.registry, self._streams_live)
+        self.uplinks.status_extra = self.kit_health.summary
         self.http_port = opts.http_port
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._drops_reported: dict[str, float] = {}
+
+    def _streams_live(self) -> tuple[int, int]:
+        return sum(1 for s in self.media.sources.values() if s.state == "live"), len(self.media.sources)
 
     def _stream_changed(self, source: Any) -> None:
         """A stream went live, connecting or offline: its device's status says so."""
@@ -201,4 +207,5 @@ class Gateway:
         online, total = self.registry.counts()
         ok = self.uplinks.active is not None and self.uplinks.active.healthy() and online == total and not self.outbox.disk_full
         return {"status": "ok" if ok else "degraded", "devices": {"online": online, "total": total},
-                "uplinks": self.uplinks.uplink_stats(), "outbox": self.uplinks.outbox_stats()}
+                "uplinks": self.uplinks.uplink_stats(), "outbox": self.uplinks.outbox_stats(),
+                "kit": self.kit_health.summary()}

@@ -80,6 +80,7 @@ class UplinkManager:
         self._sub = bus.subscribe("uplink", (Position, Telemetry, Event, Ack, DeviceStateChanged, LinkHealth,
                                              DispatchChanged, Order), maxsize=50_000)
         self.order_acked: Callable[[str], None] | None = None  # the dispatcher learns which orders the broker holds
+        self.status_extra: Callable[[], dict[str, Any]] | None = None  # the kit's health on the status topic
         self._tasks: list[asyncio.Task[Any]] = []
 
     def changed(self) -> None:
@@ -219,7 +220,10 @@ class UplinkManager:
             self._unpark()
 
     async def _publish_status(self, up: Uplink) -> None:
-        out = wire.gateway_status(self.topics, "online", now_ms(), self.version, self.summary())
+        extra = self.summary()
+        if self.status_extra is not None:
+            extra["kit"] = self.status_extra()
+        out = wire.gateway_status(self.topics, "online", now_ms(), self.version, extra)
         try:
             await up.link.publish(out.topic, out.payload, 1, True)
         except PublishRejected as exc:
