@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 import serial_asyncio_fast
 
@@ -42,14 +42,20 @@ def parse_stream_url(url: str, default_baud: int = 115200) -> StreamUrl:
             raise ValueError(f"serial baud must be a number 300..4000000, got {baud_text!r}")
         return StreamUrl("serial", path=parts.path, baud=int(baud_text))
     if parts.scheme == "tcp":
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if not parts.hostname or not port:
-            raise ValueError("tcp transport must be tcp://HOST:PORT")
-        return StreamUrl("tcp", host=parts.hostname, port=port)
+        host, port = tcp_address(parts, "tcp transport must be tcp://HOST:PORT")
+        return StreamUrl("tcp", host=host, port=port)
     raise ValueError(f"transport must be serial:///dev/NAME or tcp://HOST:PORT, not {parts.scheme or url!r}://")
+
+
+def tcp_address(parts: SplitResult, usage: str) -> tuple[str, int]:
+    """HOST and PORT of a parsed tcp:// URL; ValueError(usage) when either is missing or bad."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or not port:
+        raise ValueError(usage)
+    return parts.hostname, port
 
 
 async def open_stream(url: StreamUrl) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -20,6 +20,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU
 
+from drivers.common.stream import tcp_address
 from drivers.modbus_power.maps import Block
 
 SCHEMES = ("serial", "tcp")
@@ -66,13 +67,8 @@ def parse_link_url(url: str) -> LinkUrl:
             raise ValueError(f"serial stopbits must be 1 or 2, got {stopbits!r}")
         return LinkUrl("serial", path=parts.path, baud=int(baud), parity=parity, stopbits=int(stopbits))
     if parts.scheme == "tcp":
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if not parts.hostname or not port:
-            raise ValueError("Modbus TCP is tcp://HOST:PORT (port 502 on most devices)")
-        return LinkUrl("tcp", host=parts.hostname, port=port)
+        host, port = tcp_address(parts, "Modbus TCP is tcp://HOST:PORT (port 502 on most devices)")
+        return LinkUrl("tcp", host=host, port=port)
     raise ValueError(f"transport must be serial:///dev/NAME (RTU) or tcp://HOST:PORT, not {parts.scheme or url!r}://")
 
 
