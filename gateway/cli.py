@@ -16,6 +16,9 @@ from gateway.kit import KitError, LoadedKit, load_kit
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="fieldgw: field communications and edge integration gateway")
 kit_app = typer.Typer(no_args_is_help=True, help="Kit manifests")
 app.add_typer(kit_app, name="kit")
+config_app = typer.Typer(no_args_is_help=True, help="Device configuration profiles (firmware_configs/): audit and apply")
+app.add_typer(config_app, name="config")
+ConfigTimeout = Annotated[float, typer.Option("--timeout", help="seconds to wait for each device to come online")]
 
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="where everything is persisted (default ./var/<kit>)")]
 HttpPort = Annotated[int, typer.Option("--http-port", help="HTTP API and console port")]
@@ -44,6 +47,28 @@ def kit_check(kit: Path) -> None:
     """Validate a kit manifest: exit 0, or exit 2 with one FILE:LINE: message per problem."""
     loaded = _load_or_exit(kit)
     typer.echo(f"{kit}: ok ({len(loaded.kit.devices)} devices)")
+
+
+def _config(kit: Path, device: Optional[str], apply: bool, timeout: float, log_level: str) -> None:
+    _setup_logging(log_level)
+    loaded = _load_or_exit(kit)
+    from gateway.config_tool import run_config
+
+    raise typer.Exit(asyncio.run(run_config(loaded, device, apply, timeout, typer.echo)))
+
+
+@config_app.command("audit")
+def config_audit(kit: Path, device: Annotated[Optional[str], typer.Argument()] = None, timeout: ConfigTimeout = 20.0,
+                 log_level: LogLevel = "warning") -> None:
+    """Read each profiled device's settings back; print what differs (exit 1 if anything does)."""
+    _config(kit, device, False, timeout, log_level)
+
+
+@config_app.command("apply")
+def config_apply(kit: Path, device: Annotated[Optional[str], typer.Argument()] = None, timeout: ConfigTimeout = 20.0,
+                 log_level: LogLevel = "warning") -> None:
+    """Push each profiled device's settings where its protocol allows, then read them back."""
+    _config(kit, device, True, timeout, log_level)
 
 
 @app.command()

@@ -65,6 +65,15 @@ OnSent = Callable[[], None]
 
 
 @dataclass(frozen=True)
+class ConfigDiff:
+    """One setting of a device's profile that the device does not hold (`have` None: it did not answer)."""
+
+    name: str
+    want: Any
+    have: Any
+
+
+@dataclass(frozen=True)
 class TextRoute:
     """How a text reaches one device: sent by `carrier` (a modem) to `to`.
 
@@ -135,6 +144,14 @@ class Driver(abc.ABC):
     def text_route(self, device_id: str) -> TextRoute | None:
         """How a dispatched text reaches this device over this driver's link, if it can."""
         return None
+
+    async def config_audit(self, device_id: str) -> list[ConfigDiff]:
+        """Read the device's settings back and list where they differ from its profile."""
+        raise CommandError("rejected", f"the {self.name} driver cannot audit a device's configuration")
+
+    async def config_apply(self, device_id: str) -> list[ConfigDiff]:
+        """Push the profile's settings; what still differs afterwards (read back)."""
+        raise CommandError("rejected", f"the {self.name} driver cannot apply a configuration")
 
     def stats(self) -> dict[str, Any]:
         """Counters for the link (frames, errors), shown in device status and metrics."""

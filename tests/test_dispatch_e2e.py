@@ -224,3 +224,10 @@ def test_power_telemetry_on_mqtt_matches_the_simulated_batteries(demo: dict[str,
     kit = httpx.get(demo["base"] + "/api/v1/health").json()["kit"]
     assert kit["devices_total"] >= 15 and kit["streams_total"] >= 2
     assert {"solar-1", "camp-power"} <= set(kit["batteries"])  # their SOC readings feed the battery time left
+
+
+def test_the_gateway_audits_profiles_at_start_and_reports_drift(demo: dict[str, Any]) -> None:
+    """The demo drones were never configured: their parameters differ from firmware_configs/mavlink/arducopter.yaml."""
+    status = wait_for(lambda: (s := httpx.get(demo["base"] + "/api/v1/devices/drone-1").json()["status"]).get("config") and s,
+                      30, "drone-1's configuration audited")
+    assert status["config"].endswith("differ")

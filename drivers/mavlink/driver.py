@@ -20,12 +20,13 @@ from pymavlink.dialects.v20 import ardupilotmega as m2
 from drivers.mavlink.commanding import AckWaiter, MavCommand, translate
 from drivers.mavlink.framing import FrameCounts, FrameParser
 from drivers.mavlink.gcs import GroundStationRouter
+from drivers.mavlink.params import ParamExchange, same
 from drivers.mavlink.profile import VehicleProfile, check_profile, load_profile
 from drivers.mavlink.signing import SignatureChecker, make_encoder, now_timestamp, parse_key
 from drivers.mavlink.transport import Transport, open_transport
 from drivers.mavlink.vehicle import Vehicle
-from gateway.driver_api import CommandError, DeviceSpec, Driver, DriverContext, LinkSpec, OnSent
-from gateway.model import StatusUpdate, now_ms
+from gateway.driver_api import CommandError, ConfigDiff, DeviceSpec, Driver, DriverContext, LinkSpec, OnSent
+from gateway.model import Event, StatusUpdate, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class _VehicleLink:
     def __init__(self, vehicle: Vehicle, key: bytes | None, gw_system: int, gw_component: int) -> None:
         self.vehicle = vehicle
         self.acks = AckWaiter()
+        self.params = ParamExchange()
         self.checker = SignatureChecker(key) if key else None
         self.encoder = make_encoder(gw_system, gw_component, key)
         self.signed = key is not None
@@ -196,6 +198,8 @@ class MavlinkDriver(Driver):
                 handler(msg)
             elif type(msg) is m2.MAVLink_command_ack_message:
                 vl.acks.deliver(msg, self.gw_system)
+            elif type(msg) is m2.MAVLink_param_value_message:
+                vl.params.deliver(msg)
         if forward and gcs is not None and gcs.stations:
             gcs.forward(b"".join(forward), len(forward))
 
@@ -287,6 +291,39 @@ class MavlinkDriver(Driver):
                 await vl.acks.run(ask, lambda c, n: self._send_command(vl, c, n), lambda: None, attempts=2, retry_interval_s=1.0)
         state = "applied" if not denied else "partly applied"
         self.ctx.publish(StatusUpdate(vl.vehicle.device_id, now_ms(), {"stream_rates": state, "stream_rates_errors": denied}))
+        if profile.params:  # the audit at start: drift from the profile is reported, not corrected
+            diffs = await self.config_audit(vl.vehicle.device_id)
+            dev = vl.vehicle.device_id
+            self.ctx.publish(StatusUpdate(dev, now_ms(), {"config": "matches profile" if not diffs else f"{len(diffs)} differ"}))
+            if diffs:
+                self.ctx.publish(Event(dev, now_ms(), "config_drift", "warning",
+                                       "differs from its profile: " + ", ".join(f"{d.name}={d.have} (profile {d.want})" for d in diffs),
+                                       {"diffs": [{"name": d.name, "want": d.want, "have": d.have} for d in diffs]}))
+
+    # --- configuration profiles (fieldgw config audit / apply) ----------------------
+    def _send_param(self, vl: _VehicleLink, name: str, value: float | None) -> None:
+        if self._transport is None:
+            raise CommandError("failed", "the MAVLink link is down")
+        enc, target = vl.encoder, vl.vehicle.system_id
+        pid = name.encode("ascii")
+        msg = (enc.param_request_read_encode(target, 1, pid, -1) if value is None
+               else enc.param_set_encode(target, 1, pid, value, m2.MAV_PARAM_TYPE_REAL32))
+        self._transport.send(self._encode(enc, msg), target)
+
+    async def config_audit(self, device_id: str) -> list[ConfigDiff]:
+        vl = self.by_device[device_id]
+        diffs = []
+        for name, want in vl.vehicle.profile.params.items():
+            have = await vl.params.read(name, lambda n: self._send_param(vl, n, None))
+            if have is None or not same(want, have):
+                diffs.append(ConfigDiff(name, want, have))
+        return diffs
+
+    async def config_apply(self, device_id: str) -> list[ConfigDiff]:
+        vl = self.by_device[device_id]
+        for name, want in vl.vehicle.profile.params.items():
+            await vl.params.set(name, want, lambda n, v: self._send_param(vl, n, v))
+        return await self.config_audit(device_id)
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"frames": self.counts.as_dict()}

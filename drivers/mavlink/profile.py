@@ -25,6 +25,7 @@ class VehicleProfile:
     modes: dict[str, int] = field(default_factory=lambda: dict(ARDUCOPTER_MODES))
     hold_mode: str = "LOITER"
     stream_rates_hz: dict[str, float] = field(default_factory=dict)
+    params: dict[str, float] = field(default_factory=dict)  # parameters `fieldgw config apply` sets and audit checks
 
     def mode_name(self, custom_mode: int) -> str:
         for name, number in self.modes.items():
@@ -59,6 +60,15 @@ def check_profile(data: dict[str, Any]) -> list[str]:
             problems.append(f"profile stream_rates_hz: unknown MAVLink message {name!r}")
         if not isinstance(hz, (int, float)) or hz > 50:
             problems.append(f"profile stream_rates_hz.{name}: a rate in Hz (<= 50; 0 disables)")
+    params = data.get("params", {})
+    if not isinstance(params, dict):
+        problems.append("profile `params` maps parameter names to values")
+        params = {}
+    for name, value in params.items():
+        if not (isinstance(name, str) and 0 < len(name) <= 16 and name.replace("_", "").isalnum() and name.isupper()):
+            problems.append(f"profile params: {name!r} is not a MAVLink parameter name (1-16 of A-Z 0-9 _)")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"profile params.{name}: a number")
     return problems
 
 
@@ -69,4 +79,5 @@ def load_profile(data: dict[str, Any] | None) -> VehicleProfile:
         modes=dict(data.get("modes") or ARDUCOPTER_MODES),
         hold_mode=data.get("hold_mode", "LOITER"),
         stream_rates_hz={k: float(v) for k, v in (data.get("stream_rates_hz") or {}).items()},
+        params={k: float(v) for k, v in (data.get("params") or {}).items()},
     )
