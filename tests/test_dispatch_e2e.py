@@ -231,3 +231,16 @@ def test_the_gateway_audits_profiles_at_start_and_reports_drift(demo: dict[str, 
     status = wait_for(lambda: (s := httpx.get(demo["base"] + "/api/v1/devices/drone-1").json()["status"]).get("config") and s,
                       30, "drone-1's configuration audited")
     assert status["config"].endswith("differ")
+
+
+def test_the_lte_router_reports_over_snmp_and_its_link_traps_become_events(demo: dict[str, Any]) -> None:
+    base = demo["base"]
+    dev = wait_for(lambda: (d := httpx.get(base + "/api/v1/devices/lte-router").json())["online"] and d, 30, "router online")
+    assert dev["kind"] == "network" and dev["status"]["interfaces"].get("wwan0") == "up"
+    probe = MqttProbe(demo["mqtt"], "fieldgw/v1/demo/devices/lte-router/events")
+    try:
+        assert sim(19308, "link 2 down")["ok"]
+        probe.wait(lambda t, p: p["type"] == "interface" and p["severity"] == "warning", 15, "link-down event from the trap")
+    finally:
+        sim(19308, "link 2 up")
+        probe.close()
