@@ -94,7 +94,7 @@ async def test_positions_texts_and_status_from_the_radio(radio: SimProcess, tmp_
         p = pos[0]
         assert p.source == "lip" and abs(p.lat - 30.6586) < 0.01 and abs(p.lon - 104.0648) < 0.01
         assert p.heading_deg == 90.0 and p.speed_mps is not None and abs(p.speed_mps - 10) < 0.5
-        assert ctx.online.get("team-1") and ctx.online.get("radio-gw")
+        assert ctx.online.get("team-1") and ctx.online.get("radio-gw") and ctx.online.get("all-teams")
         await ctx.wait(lambda: ctx.of(Position, "team-2"), 5, "team-2 position")
         assert radio.control("text 1002 请求支援 two")["ok"]
         ev = await ctx.wait(lambda: [e for e in ctx.of(Event, "team-2") if e.type == "message"], 5, "a text SDS")

@@ -161,6 +161,9 @@ class TetraPeiDriver(TerminalDriver):
         try:
             await self._initialise(at)
             self.ctx.set_online(self.modem.id, True, f"radio on {self.url}")
+            for dev in self.link.devices:  # a talk group never speaks itself: it is reachable while the radio is
+                if dev.options.get("group"):
+                    self.ctx.set_online(dev.id, True, f"talk group reachable through {self.modem.id}")
             helpers = [asyncio.create_task(self._poll(at)), asyncio.create_task(self.expire_loop())]
             try:
                 await serving
