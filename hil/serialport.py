@@ -34,9 +34,12 @@ Handler = Callable[[list[str]], Awaitable[dict[str, Any]]]
 class PtyPort:
     """The device end of a simulated serial cable."""
 
-    def __init__(self, link: Path, on_data: Callable[[bytes], None]) -> None:
+    def __init__(self, link: Path, on_data: Callable[[bytes], None],
+                 on_plug: Callable[[], None] | None = None, on_unplug: Callable[[], None] | None = None) -> None:
         self.link = link
         self._on_data = on_data
+        self._on_plug = on_plug  # the device learns its cable is back (e.g. to drop half-read input)
+        self._on_unplug = on_unplug  # … or gone
         self._master: int | None = None
         self._slave: int | None = None
         self.plugged = False
@@ -63,6 +66,8 @@ class PtyPort:
         tmp.replace(self.link)
         self._loop.add_reader(master, self._readable)
         self.plugged = True
+        if self._on_plug is not None:
+            self._on_plug()
         log.info("serial device at %s (%s)", self.link, os.ttyname(slave))
 
     def unplug_now(self) -> None:
@@ -77,6 +82,8 @@ class PtyPort:
         self.plugged = False
         with contextlib.suppress(FileNotFoundError):
             self.link.unlink()
+        if self._on_unplug is not None:
+            self._on_unplug()
 
     async def unplug(self, seconds: float) -> None:
         self.unplugs += 1

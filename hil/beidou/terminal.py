@@ -48,25 +48,13 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class _Port(PtyPort):
-    """A PtyPort that tells the terminal when it is plugged in again."""
-
-    def __init__(self, link: Path, on_data: Callable[[bytes], None], on_plug: Callable[[], None]) -> None:
-        super().__init__(link, on_data)
-        self._on_plug = on_plug
-
-    def plug(self) -> None:
-        super().plug()
-        self._on_plug()
-
-
 class Terminal:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.dialect = DIALECTS[cfg.dialect]()
         self.card = Card(cfg.address, cfg.level, cfg.interval_s)
         self.framer = nmea.Framer()
-        self.port = _Port(cfg.link, self._on_data, self.framer.reset)
+        self.port = PtyPort(cfg.link, self._on_data, on_plug=self.framer.reset)
         self.beams: list[int] = list(self.dialect.default_beams)
         self.messages: list[dict[str, Any]] = []  # what the host sent and the terminal accepted
         self.counts: Counter[str] = Counter()

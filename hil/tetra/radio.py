@@ -46,23 +46,11 @@ class RadioConfig:
     creg: int = 1
 
 
-class RadioPort(PtyPort):
-    """PtyPort that tells the radio when the cable is pulled."""
-
-    def __init__(self, link: Path, on_data: Callable[[bytes], None], on_unplug: Callable[[], None]) -> None:
-        super().__init__(link, on_data)
-        self._on_unplug = on_unplug
-
-    def unplug_now(self) -> None:
-        super().unplug_now()
-        self._on_unplug()
-
-
 class Radio:
     def __init__(self, cfg: RadioConfig) -> None:
         self.cfg = cfg
         self.state = RadioState(issi=cfg.issi, csq=cfg.csq, creg=cfg.creg)
-        self.port = RadioPort(cfg.link, self._on_data, self._on_unplug)
+        self.port = PtyPort(cfg.link, self._on_data, on_unplug=self._on_unplug)
         self.input = PeiInput()
         self.commands = Commands(self.state, self._accept)
         self.teams: dict[int, Team] = {t.issi: t for t in cfg.teams}
