@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from gateway.model import BusMessage
+from gateway.model import BusMessage, Event, StatusUpdate, now_ms
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,21 @@ class Driver(abc.ABC):
     async def config_apply(self, device_id: str) -> list[ConfigDiff]:
         """Push the profile's settings; what still differs afterwards (read back)."""
         raise CommandError("rejected", f"the {self.name} driver cannot apply a configuration")
+
+    async def report_config_drift(self, device_id: str) -> list[ConfigDiff] | None:
+        """The audit a driver runs when a device comes online: drift is reported (status `config` and a
+        `config_drift` warning event), never corrected. None when the audit could not run (the status says why)."""
+        try:
+            diffs = await self.config_audit(device_id)
+        except CommandError as exc:
+            self.ctx.publish(StatusUpdate(device_id, now_ms(), {"config": f"not audited: {exc.detail}"}))
+            return None
+        self.ctx.publish(StatusUpdate(device_id, now_ms(), {"config": "matches profile" if not diffs else f"{len(diffs)} differ"}))
+        if diffs:
+            self.ctx.publish(Event(device_id, now_ms(), "config_drift", "warning",
+                                   "differs from its profile: " + ", ".join(f"{d.name}={d.have} (profile {d.want})" for d in diffs),
+                                   {"diffs": [{"name": d.name, "want": d.want, "have": d.have} for d in diffs]}))
+        return diffs
 
     def stats(self) -> dict[str, Any]:
         """Counters for the link (frames, errors), shown in device status and metrics."""

@@ -156,6 +156,22 @@ async def test_holding_registers_write_and_read_back(epever: Power, rtu: AsyncMo
         assert (await rtu.read_holding_registers(0x9008, count=1, device_id=unit)).registers == [1370]
 
 
+async def test_settings_changed_behind_the_masters_back(epever: Power, rtu: AsyncModbusSerialClient) -> None:
+    """`holding UNIT ADDR RAW` is the keypad: the register changes for the next read, refused like a write."""
+    assert epever.ok("holding 2 0x9007 1420") == {"ok": True, "unit": 2, "address": "0x9007", "raw": 1420}
+    assert (await rtu.read_holding_registers(0x9007, count=1, device_id=2)).registers == [1420]
+    assert (await rtu.read_holding_registers(0x9007, count=1, device_id=1)).registers == [1440]   # unit 1 untouched
+    assert epever.values(2)["settings"]["boost_v"] == 14.2
+    assert epever.ok("holding 1 36865 200")["address"] == "0x9001"                                # decimal too
+    assert epever.values(1)["settings"]["capacity_ah"] == 200
+    for bad, why in (("holding 1 0x9007 1550", "thresholds out of order"), ("holding 1 0x9000 9", "out of range"),
+                     ("holding 1 0x3100 5", "no writable holding register 0x3100"), ("holding 1 0x9007 x", "whole numbers"),
+                     ("holding 1 0x9007 70000", "0..65535"), ("holding 3 0x9007 1", "no unit"), ("holding 1", "usage")):
+        reply = epever.control(bad)
+        assert reply["ok"] is False and why in str(reply), (bad, reply)
+    assert (await rtu.read_holding_registers(0x9007, count=1, device_id=1)).registers == [1440]   # nothing taken
+
+
 async def test_unmapped_addresses_answer_exception_2(rtu: AsyncModbusSerialClient) -> None:
     assert await exception_of(rtu.read_input_registers(0x3108, count=1, device_id=1)) == 2       # hole
     assert await exception_of(rtu.read_input_registers(0x3100, count=16, device_id=1)) == 2      # spans it

@@ -316,7 +316,9 @@ async def test_epever_rtu_two_units_telemetry_equals_the_model(epever: SimProces
         assert ctx.onlines("tracer-1") == [True] and ctx.onlines("tracer-2") == [True] and failures == []
         assert ctx.events() == []
         sim_stats = await epever.control_ok("stats")
-        assert set(sim_stats["requests"]) == {"4"} and sim_stats["exceptions"] == {}  # FC04 only, no refusals
+        # FC04 polls, and FC03 only for the settings audited once as each unit came online; no refusals
+        assert sim_stats["requests"]["3"] == 2 and set(sim_stats["requests"]) == {"3", "4"}
+        assert sim_stats["exceptions"] == {}
 
 
 async def test_epever_temperature_and_fault_events_fire_once_with_hysteresis(epever: SimProcess) -> None:

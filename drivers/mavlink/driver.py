@@ -26,7 +26,7 @@ from drivers.mavlink.signing import SignatureChecker, make_encoder, now_timestam
 from drivers.mavlink.transport import Transport, open_transport
 from drivers.mavlink.vehicle import Vehicle
 from gateway.driver_api import CommandError, ConfigDiff, DeviceSpec, Driver, DriverContext, LinkSpec, OnSent
-from gateway.model import Event, StatusUpdate, now_ms
+from gateway.model import StatusUpdate, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -292,13 +292,7 @@ class MavlinkDriver(Driver):
         state = "applied" if not denied else "partly applied"
         self.ctx.publish(StatusUpdate(vl.vehicle.device_id, now_ms(), {"stream_rates": state, "stream_rates_errors": denied}))
         if profile.params:  # the audit at start: drift from the profile is reported, not corrected
-            diffs = await self.config_audit(vl.vehicle.device_id)
-            dev = vl.vehicle.device_id
-            self.ctx.publish(StatusUpdate(dev, now_ms(), {"config": "matches profile" if not diffs else f"{len(diffs)} differ"}))
-            if diffs:
-                self.ctx.publish(Event(dev, now_ms(), "config_drift", "warning",
-                                       "differs from its profile: " + ", ".join(f"{d.name}={d.have} (profile {d.want})" for d in diffs),
-                                       {"diffs": [{"name": d.name, "want": d.want, "have": d.have} for d in diffs]}))
+            await self.report_config_drift(vl.vehicle.device_id)
 
     # --- configuration profiles (fieldgw config audit / apply) ----------------------
     def _send_param(self, vl: _VehicleLink, name: str, value: float | None) -> None:

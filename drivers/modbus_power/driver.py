@@ -17,6 +17,15 @@ thresholds with hysteresis (thresholds.py). When no unit on the line
 answers, or the line closes, `run()` raises and the supervisor reopens it
 with backoff.
 
+Settings (`fieldgw config audit|apply`): the map's writable holding
+registers with a `value` (settings.py). They are read and written through
+the same line lock as the polls, so a write never lands between a request
+and its answer on an RTU bus; each request has the unit's timeout, and a
+unit that is offline is refused at once with its last error. When a unit
+comes online its settings are audited and drift is reported the way every
+driver reports it (`Driver.report_config_drift`: status `config`, a
+`config_drift` event), never corrected.
+
 Options per device: `unit` (slave id; default the map's `default_unit`),
 `poll_s` (5), `timeout_s` per request (1), `max_failures` polls without an
 answer before the unit is offline (3), `retry_max_s` the longest wait
@@ -30,11 +39,12 @@ import logging
 from collections import Counter
 from typing import Any, ClassVar
 
-from drivers.modbus_power.link import SCHEMES, CrcWatch, open_client, parse_link_url, read_block
-from drivers.modbus_power.maps import RegisterMap, check_map
+from drivers.modbus_power import settings
+from drivers.modbus_power.link import SCHEMES, Answer, CrcWatch, open_client, parse_link_url, read_block, write_block
+from drivers.modbus_power.maps import Block, RegisterMap, check_map
 from drivers.modbus_power.thresholds import check_thresholds
 from drivers.modbus_power.unit import Unit
-from gateway.driver_api import DeviceSpec, Driver, DriverContext, LinkSpec
+from gateway.driver_api import CommandError, ConfigDiff, DeviceSpec, Driver, DriverContext, LinkSpec
 from gateway.model import StatusUpdate, Telemetry, now_ms
 
 log = logging.getLogger(__name__)
@@ -62,8 +72,13 @@ class ModbusPowerDriver(Driver):
         super().__init__(link, ctx)
         self.url = parse_link_url(link.transport)
         self.units = [Unit(dev, _map_of(dev)) for dev in link.devices]
+        self.by_id = {u.id: u for u in self.units}
+        self.settings = {u.id: settings.setting_blocks(u.map) for u in self.units}
         self.counts: Counter[str] = Counter()
         self._crc: CrcWatch | None = None
+        self._client: Any = None
+        self._lock = asyncio.Lock()  # one request at a time on the line: polls, setting reads and writes
+        self._audits: set[asyncio.Task[Any]] = set()
 
     # -- kit checks ------------------------------------------------------------------------
     @classmethod
@@ -121,18 +136,34 @@ class ModbusPowerDriver(Driver):
     # -- the line ------------------------------------------------------------------------
     async def run(self) -> None:
         timeout = max(u.timeout_s for u in self.units) + 1.0  # pymodbus's own wait: always longer than ours
-        client, self._crc = await open_client(self.url, timeout)
+        self._client, self._crc = await open_client(self.url, timeout)
         self.counts["opened"] += 1
         for unit in self.units:
             unit.reset_link()
         try:
-            await self._serve(client, self._crc)
+            await self._serve()
         finally:
-            client.close()
+            for task in list(self._audits):
+                task.cancel()
+            self._client.close()
+            self._client = None
             for unit in self.units:
                 unit.online = False
 
-    async def _serve(self, client: Any, crc: CrcWatch | None) -> None:
+    async def _request(self, unit: Unit, block: Block, words: list[int] | None = None) -> Answer:
+        """Read `block` (or, with `words`, write them from its address) on the line, counted for `unit`;
+        ConnectionError when the line is gone."""
+        async with self._lock:
+            if self._client is None:
+                raise ConnectionError(f"the Modbus line {self.url} is closed")
+            if words is None:
+                ans = await read_block(self._client, unit.unit, block, unit.timeout_s, self._crc)
+            else:
+                ans = await write_block(self._client, unit.unit, block.address, words, unit.timeout_s, self._crc)
+        unit.count(ans)
+        return ans
+
+    async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             unit = min(self.units, key=lambda u: u.next_due)
@@ -140,7 +171,7 @@ class ModbusPowerDriver(Driver):
             if delay > 0:
                 await asyncio.sleep(delay)
             started = loop.time()
-            values, heard = await self._read(client, crc, unit)
+            values, heard = await self._read(unit)
             gone = unit.polled(started, loop.time(), heard)
             if heard:
                 self._take(unit, values)
@@ -152,13 +183,12 @@ class ModbusPowerDriver(Driver):
             if all(u.given_up for u in self.units):
                 raise ConnectionError(f"no unit answers on {self.url}: {unit.last_error}")
 
-    async def _read(self, client: Any, crc: CrcWatch | None, unit: Unit) -> tuple[dict[str, float], bool]:
+    async def _read(self, unit: Unit) -> tuple[dict[str, float], bool]:
         """One poll of one unit: its decoded values and whether it answered at all."""
         values: dict[str, float] = {}
         heard = False
         for block in list(unit.blocks):
-            ans = await read_block(client, unit.unit, block, unit.timeout_s, crc)
-            unit.count(ans)
+            ans = await self._request(unit, block)
             if ans.words is not None:
                 heard = True
                 values.update(block.decode(ans.words))
@@ -178,6 +208,10 @@ class ModbusPowerDriver(Driver):
         if not unit.online:
             unit.online = True
             self.ctx.set_online(unit.id, True, f"unit {unit.unit} answering on {self.url}")
+            if self.settings[unit.id]:
+                task = asyncio.get_running_loop().create_task(self.report_config_drift(unit.id))
+                self._audits.add(task)
+                task.add_done_callback(self._audits.discard)
         telemetry, status = unit.split_values(values)
         events = unit.alarms.evaluate(telemetry, status)
         status["alarms"] = unit.alarms.active()
@@ -193,6 +227,37 @@ class ModbusPowerDriver(Driver):
         changed = unit.status_changes(status)
         if changed:
             self.ctx.publish(StatusUpdate(unit.id, now_ms(), changed))
+
+    # -- settings (fieldgw config audit / apply) -----------------------------------------------
+    def _settings_of(self, device_id: str) -> tuple[Unit, list[Block]]:
+        unit = self.by_id.get(device_id)
+        if unit is None:
+            raise CommandError("rejected", f"no device {device_id!r} on {self.url}")
+        if unit.given_up:
+            raise CommandError("failed", f"unit {unit.unit} is offline: {unit.last_error}")
+        return unit, self.settings[device_id]
+
+    async def _settings_io(self, device_id: str, apply: bool) -> list[ConfigDiff]:
+        unit, blocks = self._settings_of(device_id)
+
+        async def read(block: Block) -> Answer:
+            return await self._request(unit, block)
+
+        async def write(block: Block, words: list[int]) -> Answer:
+            return await self._request(unit, block, words)
+
+        try:
+            if apply:
+                await settings.apply(blocks, read, write)
+            return await settings.audit(blocks, read)
+        except ConnectionError as exc:
+            raise CommandError("failed", f"unit {unit.unit}: {exc}") from exc
+
+    async def config_audit(self, device_id: str) -> list[ConfigDiff]:
+        return await self._settings_io(device_id, apply=False)
+
+    async def config_apply(self, device_id: str) -> list[ConfigDiff]:
+        return await self._settings_io(device_id, apply=True)
 
     def stats(self) -> dict[str, Any]:
         """Requests and their outcomes on the line (`frames`, as metrics read them) and per unit."""

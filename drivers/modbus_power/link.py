@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -139,14 +140,14 @@ class Answer:
         return self.kind == "ok"
 
 
-async def read_block(client: Any, unit: int, block: Block, timeout_s: float, crc: CrcWatch | None) -> Answer:
-    """One request for `block`; ConnectionError when the line is gone."""
+async def _exchange(client: Any, unit: int, label: str, send: Callable[[], Awaitable[Any]], timeout_s: float,
+                    crc: CrcWatch | None) -> tuple[Any, Answer | None]:
+    """One request on the line: (the response PDU, None) or (None, the failure); ConnectionError when it is gone."""
     if not client.connected:
         raise ConnectionError("the Modbus line closed")
-    call = client.read_input_registers if block.function == 4 else client.read_holding_registers
-    what = f"{block.label()} from unit {unit}"
+    what = f"{label} {'from' if label.startswith(('FC03', 'FC04')) else 'to'} unit {unit}"
     loop = asyncio.get_running_loop()
-    request = asyncio.ensure_future(call(block.address, count=block.count, device_id=unit))
+    request = asyncio.ensure_future(send())
     waiter = loop.create_future() if crc is not None else None
     if crc is not None:
         crc.waiter = waiter
@@ -164,8 +165,8 @@ async def read_block(client: Any, unit: int, block: Block, timeout_s: float, crc
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await request
         if waiter is not None and waiter.done():
-            return Answer(None, "crc", f"CRC error in the answer to {what}")
-        return Answer(None, "timeout", f"no answer to {what} within {timeout_s:g} s")
+            return None, Answer(None, "crc", f"CRC error in the answer to {what}")
+        return None, Answer(None, "timeout", f"no answer to {what} within {timeout_s:g} s")
     if waiter is not None:
         waiter.cancel()
     try:
@@ -175,13 +176,42 @@ async def read_block(client: Any, unit: int, block: Block, timeout_s: float, crc
     except ModbusException as exc:
         if not client.connected:
             raise ConnectionError(f"the Modbus line closed: {exc}") from exc
-        return Answer(None, "bad_answer", f"{what}: {exc}")
+        return None, Answer(None, "bad_answer", f"{what}: {exc}")
     if rr.isError():
         code = int(getattr(rr, "exception_code", 0))
         name = EXCEPTIONS.get(code, "unknown exception")
-        return Answer(None, "exception", f"unit {unit} answered {block.label()} with exception 0x{code:02X} ({name})", code)
+        return None, Answer(None, "exception", f"unit {unit} answered {label} with exception 0x{code:02X} ({name})", code)
+    return rr, None
+
+
+async def read_block(client: Any, unit: int, block: Block, timeout_s: float, crc: CrcWatch | None) -> Answer:
+    """One request for `block`; ConnectionError when the line is gone."""
+    call = client.read_input_registers if block.function == 4 else client.read_holding_registers
+    rr, failed = await _exchange(client, unit, block.label(), lambda: call(block.address, count=block.count, device_id=unit),
+                                 timeout_s, crc)
+    if failed is not None:
+        return failed
     registers = getattr(rr, "registers", None)
     if rr.function_code != block.function or registers is None or len(registers) != block.count:
         got = len(registers) if registers is not None else "no"
-        return Answer(None, "bad_answer", f"answer to {what} does not match it (FC{rr.function_code:02d}, {got} registers)")
+        return Answer(None, "bad_answer",
+                      f"answer to {block.label()} from unit {unit} does not match it (FC{rr.function_code:02d}, {got} registers)")
     return Answer(list(registers))
+
+
+async def write_block(client: Any, unit: int, address: int, words: list[int], timeout_s: float,
+                      crc: CrcWatch | None) -> Answer:
+    """Write holding registers from `address`: FC06 for one, FC16 for several; the answer must echo the request."""
+    function = 6 if len(words) == 1 else 16
+    label = f"FC{function:02d} 0x{address:04X}+{len(words)}"
+    send = ((lambda: client.write_register(address, words[0], device_id=unit)) if function == 6 else
+            (lambda: client.write_registers(address, words, device_id=unit)))
+    rr, failed = await _exchange(client, unit, label, send, timeout_s, crc)
+    if failed is not None:
+        return failed
+    echoed = list(getattr(rr, "registers", None) or [])[:1] if function == 6 else [getattr(rr, "count", None)]
+    expected = words[:1] if function == 6 else [len(words)]
+    if rr.function_code != function or getattr(rr, "address", None) != address or echoed != expected:
+        return Answer(None, "bad_answer", f"answer to {label} to unit {unit} does not echo it (FC{rr.function_code:02d}, "
+                                          f"address {getattr(rr, 'address', '?')}, {echoed})")
+    return Answer(list(words))

@@ -9,6 +9,8 @@ pv WATTS|auto [UNIT]    pin the PV power available (the charger may take less), 
 temp C|auto [UNIT]      pin the battery temperature, or let it drift again
 dead UNIT on|off        the unit stops answering (the others go on)
 crc N                   the next N responses leave with a broken CRC
+holding UNIT ADDR RAW   set a setting register (0x9000..0x900E, raw 0..65535) behind the gateway's back,
+                        as the keypad would (refused like a Modbus write: out of range, thresholds out of order)
 values UNIT             the unit's model now: engineering values, settings, the registers it serves
 hold on|off             stop / restart simulated time (values stay put while held)
 clock HOUR              jump to that time of day (no integration across the jump)
@@ -21,6 +23,7 @@ from typing import Any
 from ..serialport import Handler
 from .bus import Bus, Unit
 from .model import Clock
+from .registers import set_holding
 
 MAX_WATTS = 100_000.0
 
@@ -107,6 +110,18 @@ def handlers(bus: Bus, clock: Clock) -> dict[str, Handler]:
         bus.corrupt_next = int(args[0])
         return {"ok": True, "crc_pending": bus.corrupt_next}
 
+    async def holding(args: list[str]) -> dict[str, Any]:
+        if len(args) != 3:
+            raise ValueError("usage: holding UNIT ADDRESS RAW (address 0x9007 or 36871)")
+        unit = unit_of(args[0])
+        try:
+            address, raw = int(args[1], 0), int(args[2], 0)
+        except ValueError:
+            raise ValueError(f"address and value are whole numbers (0x9007, 1420), got {args[1]!r} {args[2]!r}") from None
+        unit.model.update()
+        set_holding(unit.kind, unit.model, address, raw)
+        return {"ok": True, "unit": unit.id, "address": f"0x{address:04X}", "raw": raw}
+
     async def values(args: list[str]) -> dict[str, Any]:
         if len(args) != 1:
             raise ValueError("usage: values UNIT")
@@ -134,4 +149,4 @@ def handlers(bus: Bus, clock: Clock) -> dict[str, Handler]:
         return {"ok": True, "hour": clock.hour()}
 
     return {"fault": fault, "soc": soc, "load": load, "pv": pv, "temp": temp, "dead": dead, "crc": crc,
-            "values": values, "hold": hold, "clock": set_clock}
+            "holding": holding, "values": values, "hold": hold, "clock": set_clock}

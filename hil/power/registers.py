@@ -137,6 +137,20 @@ def _epever_write(model: PowerSystem, fc: int, address: int, values: list[int] |
     return None
 
 
+def set_holding(kind: str, model: PowerSystem, address: int, raw: int) -> None:
+    """Change one setting register as the device's own keypad (or another master) would, behind the
+    gateway's back; ValueError with the reason when the device would refuse it."""
+    if kind != "epever" or not HOLDING_BASE <= address < HOLDING_BASE + len(SETTINGS):
+        where = f"0x{HOLDING_BASE:04X}..0x{HOLDING_BASE + len(SETTINGS) - 1:04X}" if kind == "epever" else "none"
+        raise ValueError(f"a {kind} unit has no writable holding register 0x{address:04X} (writable: {where})")
+    if not 0 <= raw <= 0xFFFF:
+        raise ValueError(f"a register holds 0..65535, got {raw}")
+    code = _epever_write(model, 6, address, [raw])
+    if code is not None:
+        why = "out of range" if code == ExcCodes.ILLEGAL_VALUE else "thresholds out of order"
+        raise ValueError(f"the controller refuses {raw} at 0x{address:04X} ({why})")
+
+
 # -- Victron ----------------------------------------------------------------------------------
 
 def victron_state(v: Values) -> int:
