@@ -20,7 +20,7 @@ DEMO_KIT = PROJECT_ROOT / "field_kits" / "demo.yaml"
 # simulator kind → module with main(argv) (hil/ imports nothing of the gateway)
 SIMULATORS: dict[str, str] = {"uav": "hil.uav", "link": "hil.link", "camera": "hil.camera", "tetra": "hil.tetra",
                               "iridium": "hil.iridium", "beidou": "hil.beidou", "starlink": "hil.starlink", "bgan": "hil.bgan",
-                              "power": "hil.power", "snmp": "hil.snmp"}
+                              "power": "hil.power", "snmp": "hil.snmp", "gb28181": "hil.gb28181"}
 DEVICE_DIR_VARIABLE = "FIELDGW_DEMO_DEV"  # where the simulated serial devices appear (demo.yaml's ${FIELDGW_DEMO_DEV})
 
 

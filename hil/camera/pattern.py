@@ -25,6 +25,9 @@ def _draw_digits(y: np.ndarray, text: str, top: int, left: int, height: int, val
             y[top + int(r0 * cell):top + int(r1 * cell), x0 + int(c0 * cell):x0 + int(c1 * cell)] = value
 
 
+draw_digits = _draw_digits  # public name: other simulators burn their own numbers in (hil/gb28181's PTZ overlay)
+
+
 class CardPattern:
     """Frames for a loop of ``count`` frames of ``width`` x ``height``."""
 
