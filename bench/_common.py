@@ -79,6 +79,19 @@ def write_kit(path: Path, devices: list[dict[str, Any]], **top: Any) -> Path:
     return _write_kit(path, devices, **{"kit": "bench", **top})
 
 
+def admin_token(data_dir: Path) -> str:
+    """A token for a `bench` admin in the gateway's user store (a kit has no users of its own)."""
+    from gateway.users import UserStore
+
+    store = UserStore(data_dir)
+    try:
+        if "bench" not in {u.name for u in store.list()}:
+            store.add("bench", "admin", "bench-password")
+        return store.issue("bench", 86400)[0]
+    finally:
+        store.close()
+
+
 class GatewayProcess:
     """`python -m gateway.cli run KIT` as its own process, ready when /api/v1/health answers."""
 
@@ -90,6 +103,7 @@ class GatewayProcess:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.log = data_dir.parent / f"gateway-{self.http_port}.log"
         self._log = self.log.open("wb")
+        self.token = admin_token(data_dir)
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{self.http_port}"
         try:
@@ -112,8 +126,12 @@ class GatewayProcess:
             time.sleep(0.1)
         raise TimeoutError(f"gateway not ready: {self.log.read_text()[-3000:]}")
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
     def get_json(self, path: str) -> Any:
-        with urllib.request.urlopen(self.base + path, timeout=5) as r:
+        with urllib.request.urlopen(urllib.request.Request(self.base + path, headers=self.headers), timeout=5) as r:
             return json.loads(r.read())
 
     def stop(self) -> int:

@@ -106,22 +106,23 @@ class _Viewer:
         for t in self.pc.getTransceivers():
             _BY_QUEUE[id(t.receiver._RTCRtpReceiver__decoder_queue)] = self.v
 
-    async def whep(self, http: Any, base: str) -> float:
+    async def whep(self, http: Any, base: str, token: str) -> float:
         from aiortc import RTCSessionDescription
 
         self.pc.addTransceiver("video", direction="recvonly")
         self._register()
         await self.pc.setLocalDescription(await self.pc.createOffer())
         t0 = time.time()
+        auth = {"Authorization": f"Bearer {token}"}
         r = await http.post(base + "/api/v1/streams/cam/whep", content=self.pc.localDescription.sdp,
-                            headers={"Content-Type": "application/sdp"})
+                            headers={"Content-Type": "application/sdp", **auth})
         r.raise_for_status()
         location = r.headers["location"]
         await self.pc.setRemoteDescription(RTCSessionDescription(r.text, "answer"))
 
         async def close() -> None:
             try:
-                await http.delete(base + location if location.startswith("/") else location)
+                await http.delete(base + location if location.startswith("/") else location, headers=auth)
             except Exception:
                 pass
         self.close_cb = close
@@ -193,7 +194,7 @@ async def _agent_main() -> int:
     async def start(cmd: dict, decode: bool) -> tuple[_Viewer, float]:
         viewer = _Viewer(decode)
         if cmd["target"] == "fieldgw":
-            t0 = await viewer.whep(http, cmd["base"])
+            t0 = await viewer.whep(http, cmd["base"], cmd["token"])
         else:
             t0 = await viewer.janus(http, cmd["base"], cmd.get("mount", 1))
         return viewer, t0

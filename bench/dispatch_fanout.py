@@ -110,9 +110,9 @@ def start_sims(dev: Path, n_tetra: int, report_delay: float, lip_interval: float
     return sims
 
 
-def post_json(base: str, path: str, body: Any) -> tuple[int, Any]:
-    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+def post_json(gw: GatewayProcess, path: str, body: Any) -> tuple[int, Any]:
+    req = urllib.request.Request(gw.base + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", **gw.headers})
     with urllib.request.urlopen(req, timeout=30) as r:
         return r.status, json.loads(r.read())
 
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu0 = cpu_seconds(gw.proc.pid)
 
         t0 = time.time()
-        status, body = post_json(gw.base, "/api/v1/dispatch", {"text": ORDER, "targets": targets})
+        status, body = post_json(gw, "/api/v1/dispatch", {"text": ORDER, "targets": targets})
         t_resp = time.time() - t0
         if status != 202:
             raise RuntimeError(f"dispatch refused: {status} {body}")

@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"JANUS NOT MEASURED: {why_not}", flush=True)
             agent = Agent()
             time.sleep(1.0)
-            fg = {"target": "fieldgw", "base": gw.base}
+            fg = {"target": "fieldgw", "base": gw.base, "token": gw.token}
 
             # 1. CPU per viewer (+ 2. latency, collected during the same windows)
             print("\n1. server CPU (server pinned to core 0; camera, feed and viewers on core 1), "
@@ -297,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
                 gw = gateway(tmp, "h265", {"id": "cam", "url": info265["rtsp"], "mode": "auto"})
                 print("\n4. H.265 640x360 camera, mode auto (one transcoder for all viewers): fieldgw CPU", flush=True)
                 rows_t, _ = cpu_series(agent, gw.proc.pid, [0, 1, 8], window, settle, [cam265], target="fieldgw",
-                                       base=gw.base)
+                                       base=gw.base, token=gw.token)
                 print_cpu("fieldgw", rows_t)
 
             # summary

@@ -21,7 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway import wire
 from gateway.api_dispatch import dispatch_routes
 from gateway.api_media import media_routes
-from gateway.auth import Principal, require
+from gateway.api_audit import audit_routes
+from gateway.api_auth import auth_routes
+from gateway.auth import AuthFailed, Principal, authenticate, require
 from gateway.commands import CommandRefused
 from gateway.metrics import render_metrics
 from gateway.model import Ack, DeviceStateChanged, DispatchChanged, Event, Position
@@ -43,10 +45,18 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 def create_app(gw: Gateway) -> FastAPI:
     app = FastAPI(title="fieldgw", version=gw.version, docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    app.state.users = gw.users
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(AuthFailed)
+    async def _auth_failed(_: Request, exc: AuthFailed) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="fieldgw"'
+        return _error(exc.status, exc.code, exc.message, headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -82,7 +92,9 @@ def create_app(gw: Gateway) -> FastAPI:
         try:
             record = gw.router.submit(device_id, body["command"], body.get("args", {}), issued_by=who.name)
         except CommandRefused as exc:
+            await gw.audit_trail.command(who, device_id, body["command"], body.get("args", {}), None, exc.message)
             raise ApiError(exc.http_status, exc.code, exc.message) from None
+        await gw.audit_trail.command(who, device_id, record.command, record.args, record.id)
         return {"id": record.id, "status": record.status}
 
     @app.get("/api/v1/commands/{cmd_id}")
@@ -93,21 +105,30 @@ def create_app(gw: Gateway) -> FastAPI:
         return record.to_dict()
 
     @app.get("/api/v1/events")
-    async def events(request: Request, _: Principal = Depends(require("viewer"))) -> StreamingResponse:
+    async def events(request: Request, _: Principal = Depends(require("viewer", query_token=True))) -> StreamingResponse:
         return StreamingResponse(_sse(gw, request), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
+    app.include_router(auth_routes(gw))
+    app.include_router(audit_routes(gw))
     app.include_router(media_routes(gw))
     app.include_router(dispatch_routes(gw))
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
+        if not _loopback(request):  # open on loopback (a local Prometheus), viewer elsewhere
+            authenticate(request)
         body, content_type = render_metrics(gw)
         return Response(body, media_type=content_type)
 
     # The web pages (console, player): static files, served last so API routes win.
     app.mount("/", StaticFiles(directory=str(WEB_DIR), html=True), name="web")
     return app
+
+
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    return host.startswith("127.") or host == "::1"
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

@@ -31,7 +31,9 @@ def dispatch_routes(gw: Gateway) -> APIRouter:
         try:
             d = await gw.dispatcher.submit(body, issued_by=who.name)
         except DispatchRefused as exc:
+            await gw.audit_trail.dispatch(who, body, None, exc.message)
             return _error(exc.http_status, exc.code, exc.message)
+        await gw.audit_trail.dispatch(who, body, d.id)
         return {"id": d.id, "deliveries": [{"device": dl.device, "channel": dl.channel, "status": dl.status,
                                             "detail": dl.public()["detail"]} for dl in d.deliveries]}
 

@@ -28,7 +28,7 @@ def media_routes(gw: Gateway) -> APIRouter:
                 | {"reconnects": s["reconnects"]} for s in gw.media.stats()]
 
     @router.get("/api/v1/streams/{stream_id}/snapshot.jpg")
-    async def snapshot(stream_id: str, _: Principal = Depends(require("viewer"))) -> Response:
+    async def snapshot(stream_id: str, _: Principal = Depends(require("viewer", query_token=True))) -> Response:
         try:
             data = await gw.media.snapshot(stream_id)
         except WhepError as exc:
@@ -43,7 +43,7 @@ def media_routes(gw: Gateway) -> APIRouter:
             return _error(exc)
 
     @router.get("/api/v1/streams/{stream_id}/recordings/{name}")
-    async def recording(stream_id: str, name: str, _: Principal = Depends(require("viewer"))) -> Response:
+    async def recording(stream_id: str, name: str, _: Principal = Depends(require("viewer", query_token=True))) -> Response:
         try:
             path = gw.media.recording_path(stream_id, name)
         except WhepError as exc:

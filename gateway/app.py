@@ -20,6 +20,8 @@ import uvicorn
 
 from gateway import __version__, driver_registry
 from gateway.api import create_app
+from gateway.audit import AuditLog
+from gateway.audit_trail import AuditTrail
 from gateway.broker import EmbeddedBroker
 from gateway.bus import Bus
 from gateway.commands import CommandRouter
@@ -34,6 +36,7 @@ from gateway.registry import DeviceRegistry
 from gateway.supervisor import Supervisor, build_links
 from gateway.token_bucket import TokenBucket
 from gateway.uplinks import Uplink, UplinkManager
+from gateway.users import UserStore
 from gateway.wire import Topics
 from media.manager import StreamManager
 from media.recorder import RecordPolicy
@@ -60,6 +63,7 @@ class Gateway:
         self.version = __version__
         opts.data_dir.mkdir(parents=True, exist_ok=True)
         self.bus = Bus()
+        self.users = UserStore(opts.data_dir)
         self.registry = DeviceRegistry()
         for dev in self.kit.devices:
             kind = loaded.device_kind(dev)
@@ -82,7 +86,9 @@ class Gateway:
         self.dispatcher = Dispatcher(self.bus, self.registry, self.supervisor.driver_for, opts.data_dir,
                                      mqtt_targets={d.id for d in self.kit.devices if d.dispatch_mqtt},
                                      via={d.id: list(d.dispatch_via) for d in self.kit.devices if d.dispatch_via})
-        self.inbound = InboundCommands(self.topics, self.router, self.dispatcher, self.bus)
+        self.audit = AuditLog(opts.data_dir / "audit.jsonl")
+        self.audit_trail = AuditTrail(self.audit, self.bus)
+        self.inbound = InboundCommands(self.topics, self.router, self.dispatcher, self.bus, self.audit_trail)
         cfg = self.kit.outbox
         self.outbox = Outbox(opts.data_dir / "outbox.sqlite3", cap_bytes=int(cfg.cap_mb * 1024 * 1024),
                              thin_every_s=cfg.thin_every_s, thin_after_s=cfg.thin_after_s, on_drop=self._outbox_dropped)
@@ -168,12 +174,18 @@ class Gateway:
         await self.outbox.open()
         if self.outbox.notice:
             self.bus.publish(Event("gateway", now_ms(), "outbox_reset", "critical", self.outbox.notice))
+        await self.audit.open()
+        if self.audit.reset_notice:
+            self.bus.publish(Event("gateway", now_ms(), "audit_reset", "critical", self.audit.reset_notice))
+        self.audit_trail.start()
         await self.dispatcher.open()  # before any uplink can hand it an MQTT dispatch
         self._tasks.append(asyncio.create_task(self.uplinks.run(), name="uplinks"))
         await self.supervisor.start()
         self.media.start()
+        cert, key = self.tls_files()
         config = uvicorn.Config(create_app(self), host=self.opts.http_host, port=self.opts.http_port,
-                                log_level="warning", lifespan="off", access_log=False)
+                                log_level="warning", lifespan="off", access_log=False,
+                                ssl_certfile=cert, ssl_keyfile=key)
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the CLI owns signals
         self._tasks.append(asyncio.create_task(self._server.serve(), name="http"))
@@ -185,6 +197,21 @@ class Gateway:
         sockets = [s for server in self._server.servers for s in server.sockets]
         if sockets:
             self.http_port = sockets[0].getsockname()[1]
+
+    def tls_files(self) -> tuple[str | None, str | None]:
+        """The kit's HTTPS certificate and key (relative to the kit file), checked readable; (None, None) for HTTP."""
+        http = self.kit.http
+        if http.tls_cert is None or http.tls_key is None:
+            return None, None
+        paths = [str(self.loaded.path.parent / p) for p in (http.tls_cert, http.tls_key)]
+        for p in paths:
+            if not Path(p).is_file():
+                raise RuntimeError(f"http TLS file {p} does not exist")
+        return paths[0], paths[1]
+
+    @property
+    def http_scheme(self) -> str:
+        return "https" if self.kit.http.tls_cert else "http"
 
     async def stop(self) -> None:
         await self.router.stop()
@@ -199,9 +226,12 @@ class Gateway:
                 t.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 3.0)
+        await self.audit_trail.stop()
+        await self.audit.close()
         await self.outbox.close()
         if self.broker is not None:
             await self.broker.stop()
+        self.users.close()
 
     def health(self) -> dict[str, Any]:
         online, total = self.registry.counts()

@@ -11,6 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from gateway.cli_audit import audit_app
+from gateway.cli_users import users_app
 from gateway.kit import KitError, LoadedKit, load_kit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="fieldgw: field communications and edge integration gateway")
@@ -18,6 +20,8 @@ kit_app = typer.Typer(no_args_is_help=True, help="Kit manifests")
 app.add_typer(kit_app, name="kit")
 config_app = typer.Typer(no_args_is_help=True, help="Device configuration profiles (firmware_configs/): audit and apply")
 app.add_typer(config_app, name="config")
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
 ConfigTimeout = Annotated[float, typer.Option("--timeout", help="seconds to wait for each device to come online")]
 
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="where everything is persisted (default ./var/<kit>)")]
@@ -87,10 +91,6 @@ def run(
     from gateway.app import GatewayOptions
     from gateway.runner import run_gateway
 
-    if http_host not in ("127.0.0.1", "localhost", "::1"):
-        logging.getLogger("fieldgw").warning(
-            "HTTP on %s: anyone who reaches it may command devices until users and tokens exist (auth is not built yet)",
-            http_host)
     opts = GatewayOptions(data_dir=data_dir or Path("var") / loaded.kit.kit, http_port=http_port, http_host=http_host,
                           mqtt_url=mqtt, mqtt_port=mqtt_port)
     raise typer.Exit(asyncio.run(run_gateway(loaded, opts)))

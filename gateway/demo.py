@@ -13,6 +13,7 @@ from pathlib import Path
 from gateway.app import Gateway, GatewayOptions
 from gateway.kit import PROJECT_ROOT, LoadedKit
 from gateway.runner import run_gateway
+from gateway.users import ROLES, UserStore, generate_password, secure_file
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +63,43 @@ async def _stop_simulators(procs: list[asyncio.subprocess.Process]) -> None:
     await asyncio.gather(*waits)
 
 
+DEMO_TOKEN_TTL_S = 7 * 86400
+
+
+def demo_credentials(data_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """One user per role (named after it) with a fresh random password, and a token each, written to
+    DATA_DIR/demo-credentials.json (tokens, as the contract says) and demo-passwords.json (both 0600).
+    The only place fieldgw makes users by itself: a real kit starts with none."""
+    store = UserStore(data_dir)
+    try:
+        tokens, passwords = {}, {}
+        for role in ROLES:
+            passwords[role] = generate_password()
+            if any(u.name == role for u in store.list()):
+                store.remove(role)  # the old demo tokens die with it
+            store.add(role, role, passwords[role])
+            tokens[role] = store.issue(role, DEMO_TOKEN_TTL_S)[0]
+    finally:
+        store.close()
+    secure_file(data_dir / "demo-credentials.json", json.dumps(tokens, indent=2))
+    secure_file(data_dir / "demo-passwords.json", json.dumps(passwords, indent=2))
+    return tokens, passwords
+
+
 async def run_demo(loaded: LoadedKit, data_dir: Path | None, http_port: int, mqtt_port: int,
                    mqtt_url: str | None, gcs: str) -> int:
     data_dir = data_dir or Path("var") / loaded.kit.kit
     opts = GatewayOptions(data_dir=data_dir, http_port=http_port, mqtt_url=mqtt_url, mqtt_port=mqtt_port,
                           ground_stations=(gcs,) if gcs else ())
+    tokens, passwords = demo_credentials(data_dir)
     procs = await _start_simulators(loaded)
 
     async def started(gw: Gateway) -> None:
         info = {
+            "console": f"http://127.0.0.1:{gw.http_port}/",
             "health": f"http://127.0.0.1:{gw.http_port}/api/v1/health",
             "api": f"http://127.0.0.1:{gw.http_port}/api/v1/devices",
-            "video": [f"http://127.0.0.1:{gw.http_port}/player.html?stream={sid}" for sid in gw.media.sources],
+            "video": [f"http://127.0.0.1:{gw.http_port}/player.html?stream={sid}&token={tokens['viewer']}" for sid in gw.media.sources],
             "mqtt": gw.broker_url,
             "mqtt_root": gw.topics.root,
             "ground_station": gcs,
@@ -81,6 +107,9 @@ async def run_demo(loaded: LoadedKit, data_dir: Path | None, http_port: int, mqt
             "simulators": [p.pid for p in procs],
         }
         print(f"fieldgw demo is running (Ctrl-C stops everything):\n"
+              f"  console   {info['console']}  log in as operator / {passwords['operator']}"
+              f" (viewer, operator, admin: {data_dir / 'demo-passwords.json'})\n"
+              f"  tokens    {data_dir / 'demo-credentials.json'}\n"
               f"  health    {info['health']}\n"
               f"  devices   {info['api']}\n"
               + "".join(f"  video     {url}\n" for url in info["video"]) +

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 
+from gateway.audit_trail import MQTT, AuditTrail
 from gateway.bus import Bus
 from gateway.commands import CommandRefused, CommandRouter
 from gateway.dispatch import Dispatcher, DispatchRefused
@@ -22,8 +23,9 @@ MAX_PENDING_DISPATCHES = 100
 
 
 class InboundCommands:
-    def __init__(self, topics: Topics, router: CommandRouter, dispatcher: Dispatcher, bus: Bus) -> None:
+    def __init__(self, topics: Topics, router: CommandRouter, dispatcher: Dispatcher, bus: Bus, audit: AuditTrail) -> None:
         self.topics = topics
+        self.audit = audit
         self.router = router
         self.dispatcher = dispatcher
         self.bus = bus
@@ -53,20 +55,33 @@ class InboundCommands:
         if not isinstance(cmd_id, str):
             self.router.reject(device, None, body.get("command"), body.get("args"), "mqtt", "payload needs a string `id`")
             return
+        if self.audit.full:  # never run a command the audit log cannot take
+            self.router.reject(device, cmd_id, body.get("command"), body.get("args"), "mqtt", "audit log busy; try again")
+            return
         try:
-            self.router.submit(device, body.get("command"), body.get("args", {}), issued_by="mqtt", cmd_id=cmd_id)
+            record = self.router.submit(device, body.get("command"), body.get("args", {}), issued_by="mqtt", cmd_id=cmd_id)
         except CommandRefused as exc:
             self.router.reject(device, cmd_id, body.get("command"), body.get("args"), "mqtt", exc.message)
+            self.audit.command_queued(MQTT, device, body.get("command"), body.get("args"), cmd_id, exc.message)
+            return
+        self.audit.command_queued(MQTT, device, record.command, record.args, record.id)
 
     async def _dispatch(self, payload: bytes) -> None:
         body: object = None
         try:
             body = json.loads(payload)
-            await self.dispatcher.submit(body, issued_by="mqtt")
+            if self.audit.full:
+                raise DispatchRefused(503, "audit_busy", "audit log busy; try again")
+            d = await self.dispatcher.submit(body, issued_by="mqtt")
         except (ValueError, UnicodeDecodeError):
             self._reject(None, "payload is not valid JSON")
+            return
         except DispatchRefused as exc:
             self._reject(body.get("id") if isinstance(body, dict) else None, exc.message)
+            if exc.code != "audit_busy":
+                self.audit.dispatch_queued(MQTT, body, None, exc.message)
+            return
+        self.audit.dispatch_queued(MQTT, body, d.id)
 
     def _reject(self, client_id: object, reason: str) -> None:
         self.bus.publish(DispatchChanged("", now_ms(), {"id": client_id if isinstance(client_id, str) else None,

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway import driver_registry
 from gateway.model import ID_PATTERN
@@ -49,6 +49,19 @@ class BrokerConfig(_Strict):
         except ValueError as exc:
             raise ValueError(f"broker url has a bad port: {exc}") from None
         return v
+
+
+class HttpConfig(_Strict):
+    """The HTTP API and console: HTTPS when a certificate and its key are given (paths relative to the kit file)."""
+
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> "HttpConfig":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both tls_cert and tls_key (or neither, for plain HTTP)")
+        return self
 
 
 class GroundStation(_Strict):
@@ -133,6 +146,7 @@ class Kit(_Strict):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     streams: list[StreamEntry] = Field(default_factory=list)
     media: MediaConfig = Field(default_factory=MediaConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     command_timeout_s: float = Field(default=15.0, gt=0, le=600)
     profiles_dir: str | None = None
     simulators: list[SimulatorConfig] = Field(default_factory=list)

@@ -28,7 +28,7 @@ async def run_gateway(loaded: LoadedKit, opts: GatewayOptions,
     gw = Gateway(loaded, opts)
     try:
         await gw.start()
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         log.error("cannot start: %s", exc)
         await gw.stop()
         return 1
@@ -37,8 +37,11 @@ async def run_gateway(loaded: LoadedKit, opts: GatewayOptions,
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 10)  # fewer young-generation passes: half the cost of a put() was the collector
-    log.info("fieldgw %s running kit %s: HTTP http://%s:%d, MQTT %s", gw.version, loaded.kit.kit,
+    log.info("fieldgw %s running kit %s: HTTP %s://%s:%d, MQTT %s", gw.version, loaded.kit.kit, gw.http_scheme,
              opts.http_host, gw.http_port, gw.broker_url)
+    if gw.http_scheme == "http" and opts.http_host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("HTTP on %s without TLS: passwords and bearer tokens cross the network in clear text; "
+                    "give the kit http.tls_cert and http.tls_key", opts.http_host)
     try:
         if started is not None:
             await started(gw)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import paho.mqtt.client as paho
 
+from tests.auth import bearer
 from tests.conftest import ROOT, free_port
 from tests.procs import drone, write_kit  # noqa: F401 - re-exported for the tests
 
@@ -29,6 +30,7 @@ class GatewayProcess:
         self.log = data_dir.parent / f"gateway-{self.http_port}.log"
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log.open("wb")
+        self.headers = bearer(data_dir)  # made before the gateway opens the store
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{self.http_port}"
         self.mqtt_url = mqtt_url or f"mqtt://127.0.0.1:{self.mqtt_port}"
@@ -48,10 +50,10 @@ class GatewayProcess:
         raise TimeoutError(f"gateway not ready: {self.log.read_text()[-3000:]}")
 
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.base + path, timeout=5)
+        return httpx.get(self.base + path, timeout=5, headers=self.headers)
 
     def post(self, path: str, body: Any) -> httpx.Response:
-        return httpx.post(self.base + path, json=body, timeout=5)
+        return httpx.post(self.base + path, json=body, timeout=5, headers=self.headers)
 
     def wait_command(self, cmd_id: str, timeout: float = 30.0) -> dict[str, Any]:
         return wait_for(lambda: _final(self.get(f"/api/v1/commands/{cmd_id}").json()), timeout, f"command {cmd_id} final")

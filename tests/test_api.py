@@ -21,7 +21,7 @@ def test_events_metrics_and_errors(tmp_path: Path, processes: list) -> None:
     wait_for(lambda: gw.get("/api/v1/devices/drone-1").json()["online"], 10, "online")
 
     kinds: dict[str, dict] = {}
-    with httpx.stream("GET", gw.base + "/api/v1/events", timeout=10) as resp:
+    with httpx.stream("GET", gw.base + "/api/v1/events", timeout=10, headers=gw.headers) as resp:
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
         event = None
         for line in resp.iter_lines():

@@ -8,6 +8,7 @@ from pathlib import Path
 from gateway.app import Gateway, GatewayOptions
 from gateway.kit import load_kit
 from media import ice
+from tests.auth import bearer
 from tests.conftest import free_port, need_binary
 from tests.helpers import write_kit
 from tests.test_media_whep import H, W, make_clip
@@ -32,7 +33,7 @@ async def test_chromium_plays_a_stream_by_whep(tmp_path: Path) -> None:
             browser = await p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
             try:
                 page = await browser.new_page()
-                await page.goto(f"http://127.0.0.1:{gw.http_port}/player.html?stream=cam-1")
+                await page.goto(f"http://127.0.0.1:{gw.http_port}/player.html?stream=cam-1&token={bearer(gw.users, 'viewer')['Authorization'][7:]}")
                 await page.wait_for_function("window.fieldgw && window.fieldgw.framesDecoded > 10", timeout=20000)
                 width = await page.evaluate("document.getElementById('video').videoWidth")
                 assert width == W

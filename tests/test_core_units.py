@@ -241,4 +241,4 @@ def test_run_listens_where_told_and_warns_off_loopback(tmp_path: Path) -> None:
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
-    assert "anyone who reaches it may command devices" in out
+    assert "without TLS: passwords and bearer tokens cross the network in clear text" in out

@@ -34,14 +34,19 @@ def test_demo_runs_everything_and_stops_everything(broker: str, tmp_path: Path, 
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
-        banner = [proc.stdout.readline() for _ in range(3)]
+        banner = [proc.stdout.readline() for _ in range(5)]
         assert "fieldgw demo is running" in banner[0]
         assert f"http://127.0.0.1:{http_port}/api/v1/health" in "".join(banner)
+        assert f"console   http://127.0.0.1:{http_port}/" in "".join(banner)
+        tokens = json.loads((tmp_path / "data" / "demo-credentials.json").read_text())
+        assert set(tokens) == {"viewer", "operator", "admin"}
+        assert oct((tmp_path / "data" / "demo-credentials.json").stat().st_mode & 0o777) == "0o600"
+        api = httpx.Client(headers={"Authorization": "Bearer " + tokens["viewer"]}, timeout=10)
         sims = _children(proc.pid)
         assert len(sims) >= 2, "each simulator is its own process"
         base = f"http://127.0.0.1:{http_port}"
         def online(*ids: str) -> bool:
-            devs = {d["id"]: d["online"] for d in httpx.get(base + "/api/v1/devices").json()}
+            devs = {d["id"]: d["online"] for d in api.get(base + "/api/v1/devices").json()}
             return all(devs.get(i) for i in ids)
 
         wait_for(lambda: online("drone-1", "drone-2"), 15, "both demo drones online")
@@ -56,10 +61,16 @@ def test_demo_runs_everything_and_stops_everything(broker: str, tmp_path: Path, 
             probe.close()
         # video: the dome camera, the body-worn transmitter and the drone's own camera (announced over MAVLink)
         def streams_live() -> bool:
-            listed = {st["id"]: st["state"] for st in httpx.get(base + "/api/v1/streams").json()}
+            listed = {st["id"]: st["state"] for st in api.get(base + "/api/v1/streams").json()}
             return all(listed.get(k) == "live" for k in ("dome-1", "bodycam-1", "drone-1-video1"))
         wait_for(streams_live, 25, "demo streams live")
-        assert httpx.get(base + "/api/v1/streams/dome-1/snapshot.jpg", timeout=10).headers["content-type"] == "image/jpeg"
+        assert api.get(base + "/api/v1/streams/dome-1/snapshot.jpg").headers["content-type"] == "image/jpeg"
+        # each demo token carries its role: the viewer may look, not command; the operator may command
+        rtl = {"command": "hold"}
+        assert api.post(base + "/api/v1/devices/drone-1/commands", json=rtl).status_code == 403
+        assert httpx.get(base + "/api/v1/devices", timeout=10).status_code == 401
+        as_operator = {"Authorization": "Bearer " + tokens["operator"]}
+        assert httpx.post(base + "/api/v1/devices/drone-1/commands", json=rtl, headers=as_operator, timeout=10).status_code == 202
         info = json.loads((tmp_path / "data" / "demo.json").read_text())
         assert info["mqtt_root"] == "fieldgw/v1/demo"
         t0 = time.monotonic()

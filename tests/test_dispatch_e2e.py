@@ -5,6 +5,7 @@ interval respected, and a radio unplugged mid-dispatch."""
 
 from __future__ import annotations
 
+import json
 import select
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from tests.serial_sims import control_port
 
 # demo.yaml's simulator control ports
 TETRA, BEIDOU, IRIDIUM = 19301, 19302, 19303
+API = httpx.Client(timeout=10)  # as the demo's operator (its token is set once the demo runs)
 ORDER = "全体注意：立即撤离到二号高地集结"
 
 
@@ -42,9 +44,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         ready, _, _ = select.select([proc.stdout], [], [], 30)
         assert ready and "fieldgw demo is running" in proc.stdout.readline(), (tmp / "demo.log").read_text()[-3000:]
         base = f"http://127.0.0.1:{http_port}"
+        API.headers["Authorization"] = "Bearer " + json.loads((tmp / "data" / "demo-credentials.json").read_text())["operator"]
 
         def online(*ids: str) -> bool:
-            devs = {d["id"]: d["online"] for d in httpx.get(base + "/api/v1/devices").json()}
+            devs = {d["id"]: d["online"] for d in API.get(base + "/api/v1/devices").json()}
             return all(devs.get(i) for i in ids)
 
         wait_for(lambda: online("radio-gw", "bd-gw", "sbd-gw", "rescue-group-1003"), 30,
@@ -54,8 +57,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         stop_process(proc)  # type: ignore[arg-type]
 
 
-def wait_dispatch(base: str, dispatch_id: str, timeout: float) -> dict[str, Any]:
-    return wait_for(lambda: (d := httpx.get(f"{base}/api/v1/dispatch/{dispatch_id}").json()).get("done") and d,
+def wait_dispatch(base: str, dispatch_id: str, timeout: float, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return wait_for(lambda: (d := API.get(f"{base}/api/v1/dispatch/{dispatch_id}", headers=headers).json()).get("done") and d,
                     timeout, f"dispatch {dispatch_id} done", interval=0.3)
 
 
@@ -66,7 +69,7 @@ def test_dispatch_to_all_reaches_every_channel(demo: dict[str, Any]) -> None:
     assert sim(IRIDIUM, "fail 18 1")["ok"]  # the first Iridium session drops: the driver retries
     probe = MqttProbe(demo["mqtt"], "fieldgw/v1/demo/dispatch/acks")
     try:
-        r = httpx.post(base + "/api/v1/dispatch", json={"text": ORDER, "targets": "all", "priority": "flash"})
+        r = API.post(base + "/api/v1/dispatch", json={"text": ORDER, "targets": "all", "priority": "flash"})
         assert r.status_code == 202, r.text
         body = r.json()
         channels = {d["device"]: d["channel"] for d in body["deliveries"]}
@@ -106,9 +109,9 @@ def test_dispatch_over_mqtt_and_bad_orders(demo: dict[str, Any]) -> None:
     base = demo["base"]
     for bad, code in [({"text": "", "targets": "all"}, "empty_text"), ({"text": "x", "targets": ["team-99"]}, "unknown_target"),
                       ({"text": "x" * 3000, "targets": "all"}, "text_too_long")]:
-        r = httpx.post(base + "/api/v1/dispatch", json=bad)
+        r = API.post(base + "/api/v1/dispatch", json=bad)
         assert r.status_code == 400 and r.json()["error"]["code"] == code
-    r = httpx.post(base + "/api/v1/dispatch", json={"text": "drone, hold", "targets": ["drone-1"]})
+    r = API.post(base + "/api/v1/dispatch", json={"text": "drone, hold", "targets": ["drone-1"]})
     assert r.status_code == 202 and r.json()["deliveries"][0]["status"] == "failed"
     probe = MqttProbe(demo["mqtt"], "fieldgw/v1/demo/dispatch/acks")
     try:
@@ -124,7 +127,7 @@ def test_dispatch_over_mqtt_and_bad_orders(demo: dict[str, Any]) -> None:
         probe.wait(lambda t, p: p.get("id") == "order-78" and p.get("status") == "rejected", 10, "bad targets rejected")
     finally:
         probe.close()
-    got = httpx.get(base + "/api/v1/dispatch/order-77").json()
+    got = API.get(base + "/api/v1/dispatch/order-77").json()
     assert got["deliveries"][0]["status"] == "delivered" and got["issued_by"] == "mqtt"
     assert [m["text"] for m in sim(TETRA, "received")["messages"]] == ["Team 2: medical drop at the bridge"]
 
@@ -133,13 +136,13 @@ def test_unplugged_radio_delivers_after_it_returns(demo: dict[str, Any]) -> None
     base = demo["base"]
     sim(TETRA, "received clear")
     assert sim(TETRA, "unplug 3")["ok"]
-    wait_for(lambda: not {d["id"]: d["online"] for d in httpx.get(base + "/api/v1/devices").json()}["radio-gw"],
+    wait_for(lambda: not {d["id"]: d["online"] for d in API.get(base + "/api/v1/devices").json()}["radio-gw"],
              10, "radio-gw offline")
     # team-2 has only its TETRA radio (team-1 would go over its BeiDou handheld while the radio is out)
-    r = httpx.post(base + "/api/v1/dispatch", json={"text": "Team 2: regroup at the school", "targets": ["team-2"]})
+    r = API.post(base + "/api/v1/dispatch", json={"text": "Team 2: regroup at the school", "targets": ["team-2"]})
     assert r.status_code == 202
     time.sleep(0.5)
-    assert httpx.get(f"{base}/api/v1/dispatch/{r.json()['id']}").json()["deliveries"][0]["status"] == "queued"
+    assert API.get(f"{base}/api/v1/dispatch/{r.json()['id']}").json()["deliveries"][0]["status"] == "queued"
     done = wait_dispatch(base, r.json()["id"], 40)
     assert done["deliveries"][0]["status"] == "delivered"
     assert [m["text"] for m in sim(TETRA, "received")["messages"]] == ["Team 2: regroup at the school"]
@@ -150,9 +153,9 @@ def test_a_team_with_two_terminals_gets_the_order_over_the_one_that_works(demo: 
     base = demo["base"]
     sim(BEIDOU, "received clear")
     assert sim(TETRA, "unplug 4")["ok"]
-    wait_for(lambda: not {d["id"]: d["online"] for d in httpx.get(base + "/api/v1/devices").json()}["radio-gw"],
+    wait_for(lambda: not {d["id"]: d["online"] for d in API.get(base + "/api/v1/devices").json()}["radio-gw"],
              10, "radio-gw offline")
-    r = httpx.post(base + "/api/v1/dispatch", json={"text": "队1：改走北侧便道", "targets": ["team-1"]})
+    r = API.post(base + "/api/v1/dispatch", json={"text": "队1：改走北侧便道", "targets": ["team-1"]})
     assert r.status_code == 202 and r.json()["deliveries"][0]["channel"] == "beidou"
     done = wait_dispatch(base, r.json()["id"], 40)
     assert done["deliveries"][0]["status"] == "delivered"
@@ -161,16 +164,16 @@ def test_a_team_with_two_terminals_gets_the_order_over_the_one_that_works(demo: 
 
 def test_text_command_on_a_radio_goes_the_same_path(demo: dict[str, Any]) -> None:
     base = demo["base"]
-    wait_for(lambda: {d["id"]: d["online"] for d in httpx.get(base + "/api/v1/devices").json()}["radio-gw"],
+    wait_for(lambda: {d["id"]: d["online"] for d in API.get(base + "/api/v1/devices").json()}["radio-gw"],
              20, "radio-gw back online after the earlier unplug")
     sim(TETRA, "received clear")
-    r = httpx.post(base + "/api/v1/devices/radio-gw/commands", json={"command": "text", "args": {"to": "team-2", "text": "收到请回复"}})
+    r = API.post(base + "/api/v1/devices/radio-gw/commands", json={"command": "text", "args": {"to": "team-2", "text": "收到请回复"}})
     assert r.status_code == 202, r.text
-    record = wait_for(lambda: (c := httpx.get(f"{base}/api/v1/commands/{r.json()['id']}").json())["status"]
+    record = wait_for(lambda: (c := API.get(f"{base}/api/v1/commands/{r.json()['id']}").json())["status"]
                       in ("done", "failed", "timeout") and c, 30, "text command final")
     assert record["status"] == "done" and "delivered to 1002" in record["detail"]
     assert [m["text"] for m in sim(TETRA, "received")["messages"]] == ["收到请回复"]
-    bad = httpx.post(base + "/api/v1/devices/radio-gw/commands", json={"command": "text", "args": {"to": "nobody", "text": "x"}})
+    bad = API.post(base + "/api/v1/devices/radio-gw/commands", json={"command": "text", "args": {"to": "nobody", "text": "x"}})
     assert bad.status_code == 400 and "neither a device" in bad.json()["error"]["message"]
 
 
@@ -184,7 +187,7 @@ def test_orders_to_a_device_with_an_ip_path_go_over_mqtt(tmp_path: Path) -> None
             {"device": "drone-1", "channel": "mqtt", "status": "sent", "detail": "handed to the uplink's outbox"}]
         _, order = probe.wait(lambda t, p: p.get("text") == "RTB now", 10, "the order on devices/drone-1/orders")
         assert order["dispatch"] == r.json()["id"] and order["priority"] == "flash"
-        done = wait_dispatch(gw.base, r.json()["id"], 10)
+        done = wait_dispatch(gw.base, r.json()["id"], 10, gw.headers)
         assert done["deliveries"][0]["status"] == "delivered" and "broker" in done["deliveries"][0]["detail"]
     finally:
         probe.close()
@@ -221,21 +224,21 @@ def test_power_telemetry_on_mqtt_matches_the_simulated_batteries(demo: dict[str,
             assert abs(v["soc_pct"] - model["soc"]) <= 1.0
         finally:
             sim(port, "hold off")
-    kit = httpx.get(demo["base"] + "/api/v1/health").json()["kit"]
+    kit = API.get(demo["base"] + "/api/v1/health").json()["kit"]
     assert kit["devices_total"] >= 15 and kit["streams_total"] >= 2
     assert {"solar-1", "camp-power"} <= set(kit["batteries"])  # their SOC readings feed the battery time left
 
 
 def test_the_gateway_audits_profiles_at_start_and_reports_drift(demo: dict[str, Any]) -> None:
     """The demo drones were never configured: their parameters differ from firmware_configs/mavlink/arducopter.yaml."""
-    status = wait_for(lambda: (s := httpx.get(demo["base"] + "/api/v1/devices/drone-1").json()["status"]).get("config") and s,
+    status = wait_for(lambda: (s := API.get(demo["base"] + "/api/v1/devices/drone-1").json()["status"]).get("config") and s,
                       30, "drone-1's configuration audited")
     assert status["config"].endswith("differ")
 
 
 def test_the_lte_router_reports_over_snmp_and_its_link_traps_become_events(demo: dict[str, Any]) -> None:
     base = demo["base"]
-    dev = wait_for(lambda: (d := httpx.get(base + "/api/v1/devices/lte-router").json())["online"] and d, 30, "router online")
+    dev = wait_for(lambda: (d := API.get(base + "/api/v1/devices/lte-router").json())["online"] and d, 30, "router online")
     assert dev["kind"] == "network" and dev["status"]["interfaces"].get("wwan0") == "up"
     probe = MqttProbe(demo["mqtt"], "fieldgw/v1/demo/devices/lte-router/events")
     try:

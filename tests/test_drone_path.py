@@ -105,7 +105,7 @@ def test_rtl_over_http_and_mqtt_and_bad_commands(tmp_path: Path, processes: list
         assert r.status_code == 400
         r = gw.post("/api/v1/devices/nobody/commands", {"command": "rtl"})
         assert r.status_code == 404 and r.json()["error"]["code"] == "no_device"
-        r = httpx.post(gw.base + "/api/v1/devices/drone-1/commands", content=b"{not json")
+        r = httpx.post(gw.base + "/api/v1/devices/drone-1/commands", content=b"{not json", headers=gw.headers)
         assert r.status_code == 400
 
         # --- rtl over HTTP ---

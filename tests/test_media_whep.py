@@ -18,6 +18,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from gateway.app import Gateway, GatewayOptions
 from gateway.kit import load_kit
 from media import ice
+from tests.auth import bearer
 from tests.conftest import free_port
 from tests.helpers import write_kit
 
@@ -85,7 +86,7 @@ async def media_gateway(tmp_path: Path, streams: list[dict], devices: list[dict]
     gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
     await gw.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10, headers=bearer(gw.users)) as client:
             yield gw, client
     finally:
         await gw.stop()
@@ -143,7 +144,7 @@ async def _viewer(client: httpx.AsyncClient, stream: str = "cam-1", audio: "asyn
 
 
 async def test_whep_viewer_decodes_frames_and_late_joiner_starts_at_once(gateway: Gateway) -> None:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}", timeout=10) as client:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}", timeout=10, headers=bearer(gateway.users)) as client:
         info = await _wait_live(gateway, client)
         assert info["codec"] == "h264" and info["width"] == W and info["height"] == H
         pc, frames, location = await _viewer(client)
@@ -174,7 +175,7 @@ async def test_whep_viewer_decodes_frames_and_late_joiner_starts_at_once(gateway
 
 
 async def test_whep_refuses_bad_requests(gateway: Gateway) -> None:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}", timeout=10) as client:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}", timeout=10, headers=bearer(gateway.users)) as client:
         await _wait_live(gateway, client)
         r = await client.post("/api/v1/streams/cam-1/whep", content="v=0", headers={"Content-Type": "text/plain"})
         assert r.status_code == 415 and r.json()["error"]["code"] == "bad_content_type"
@@ -212,7 +213,7 @@ async def test_h265_source_is_transcoded_once_for_every_viewer(tmp_path: Path) -
     gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
     await gw.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10, headers=bearer(gw.users)) as client:
             info = await _wait_live(gw, client)
             assert info["codec"] == "h264"  # what viewers get
             viewers = [await _viewer(client, "cam-h265") for _ in range(2)]
@@ -242,7 +243,7 @@ async def test_drone_announces_its_camera_and_the_gateway_relays_it(tmp_path: Pa
     try:
         sim, _ = start_sim("--sysid", "1", "--udp-out", f"127.0.0.1:{port}", "--no-autostart", "--video-uri", f"file://{clip}")
         processes.append(sim)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10, headers=bearer(gw.users)) as client:
             for _ in range(100):
                 dev = (await client.get("/api/v1/devices/drone-1")).json()
                 if dev["streams"]:
@@ -266,7 +267,7 @@ async def test_recording_segments_by_remux_and_download(tmp_path: Path) -> None:
     gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
     await gw.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10, headers=bearer(gw.users)) as client:
             await _wait_live(gw, client)
             await asyncio.sleep(5.5)  # two GOPs of 2 s: at least two closed segments
             listed = (await client.get("/api/v1/streams/cam-rec/recordings")).json()
@@ -294,7 +295,7 @@ async def test_camera_audio_reaches_the_viewer(tmp_path: Path, audio_codec: str,
     gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
     await gw.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10, headers=bearer(gw.users)) as client:
             await _wait_live(gw, client)
             await asyncio.sleep(0.5)
             sound: asyncio.Queue[av.AudioFrame] = asyncio.Queue()

@@ -2,49 +2,22 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import ssl
 import subprocess
 from pathlib import Path
 
 import paho.mqtt.client as paho
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.certs import make_ca_and_server
 from tests.conftest import free_port, need_binary, start_sim, stop_process, wait_port
 from tests.helpers import GatewayProcess, drone, wait_for, write_kit
-
-
-def _make_ca_and_server(tmp: Path) -> tuple[Path, Path, Path]:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fieldgw test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    ca_path, cert_path, key_path = tmp / "ca.pem", tmp / "server.pem", tmp / "server.key"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                           serialization.NoEncryption()))
-    return ca_path, cert_path, key_path
 
 
 def test_gateway_publishes_over_mqtts_with_credentials(tmp_path: Path, processes: list) -> None:
     mosquitto = need_binary("mosquitto")
     passwd = need_binary("mosquitto_passwd")
-    ca, cert, key = _make_ca_and_server(tmp_path)
+    ca, cert, key = make_ca_and_server(tmp_path)
     pwfile = tmp_path / "passwd"
     subprocess.run([passwd, "-c", "-b", str(pwfile), "kit7", "s3cret:pw"], check=True, capture_output=True)
     port = free_port()
