@@ -65,6 +65,19 @@ def positive(text: str, unit: str = "") -> float:
     return v
 
 
+def int_range(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in low..high."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= v <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}..{high}, got {v}")
+        return v
+    return parse
+
+
 def arg_type(parse: Callable[[str], T]) -> Callable[[str], T]:
     """An argparse type from a parser that raises ValueError: the error's text is what argparse says."""
     @functools.wraps(parse)

@@ -582,7 +582,7 @@ async def test_catalog_split_device_info_and_status() -> None:
 
 
 async def stream_and_check(platform: Platform, sim: Sim, device: str, channel: str, ssrc: str, tcp: bool,
-                           setup_: str = "passive", seconds: float = 2.5) -> dict[str, Any]:
+                           setup_: str = "passive", seconds: float = 2.5, codec: str = "h264") -> dict[str, Any]:
     if not tcp:
         rtp = await udp_rtp()
     elif setup_ == "passive":
@@ -593,7 +593,7 @@ async def stream_and_check(platform: Platform, sim: Sim, device: str, channel: s
     answer = sdp_answer(resp)
     assert answer["s"] == "Play" and answer["y"] == ssrc
     assert "PS/90000" in answer["a:rtpmap"] and answer.get("a:sendonly") == "sendonly"
-    assert answer["f"].startswith("v/2/")
+    assert answer["f"].startswith("v/2/" if codec == "h264" else "v/5/")
     m = answer["m"].split()
     assert m[0] == "video" and m[2] == ("TCP/RTP/AVP" if tcp else "RTP/AVP") and m[3] == "96"
     if tcp:
@@ -615,8 +615,9 @@ async def stream_and_check(platform: Platform, sim: Sim, device: str, channel: s
     ps, frames = reassemble(rtp.packets, int(ssrc))
     assert ps.startswith(ps_mod.PACK_START), "the stream must start at a pack header"
     assert ps[14:18] == ps_mod.SYSTEM_HEADER_START, "the first frame is a key frame with a system header"
+    assert bytes([ps_mod.STREAM_TYPE[codec], 0xE0]) in ps[:80], "the PSM names the codec's stream_type"
     result = demux(ps)
-    assert result["codec"] == "h264"
+    assert result["codec"] == ("h264" if codec == "h264" else "hevc")
     assert result["sizes"] == {(WIDTH, HEIGHT)}
     assert result["frames"] >= 25 and abs(result["frames"] - frames) <= 1
     st_ = result["stamps"]
@@ -638,6 +639,12 @@ async def test_invite_tcp_media(setup_: str) -> None:
     async with setup("tcp", "--keepalive", "30") as (platform, sim):
         await until(lambda: platform.registered(DOME), 10, "registration")
         await stream_and_check(platform, sim, DOME, sim.ready["channels"][0], "0340200002", tcp=True, setup_=setup_)
+
+
+async def test_invite_h265() -> None:
+    async with setup("udp", "--keepalive", "30", "--codec", "h265") as (platform, sim):
+        await until(lambda: platform.registered(DOME), 10, "registration")
+        await stream_and_check(platform, sim, DOME, sim.ready["channels"][0], "0340200003", tcp=False, codec="h265")
 
 
 async def test_concurrent_invites_on_two_channels_and_device_bye() -> None:

@@ -8,8 +8,8 @@ import socket
 from urllib.parse import urlsplit
 
 from .. import script as script_mod
-from ..cliutil import (add_control, add_log_level, arg_type, hostport_any, non_negative, positive, run_main,
-                       until_signalled)
+from ..cliutil import (add_control, add_log_level, arg_type, hostport_any, int_range, non_negative, positive,
+                       run_main, until_signalled)
 from ..serialport import ControlPort
 from .channels import DEVICE_TYPE, KINDS, check_id, nth_device
 from .control import handlers, summary
@@ -34,18 +34,6 @@ def _platform(text: str) -> tuple[str, str, int]:
     if u.scheme not in ("udp", "tcp") or not u.hostname or not port:
         raise argparse.ArgumentTypeError(f"expected udp://HOST[:PORT] or tcp://HOST[:PORT], got {text!r}")
     return u.scheme, u.hostname, port
-
-
-def _int_range(lo: int, hi: int):  # noqa: ANN202 - an argparse type
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"must be {lo}..{hi}, got {v}")
-        return v
-    return parse
 
 
 def _seconds(text: str) -> float:
@@ -74,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--local-ip", help="address to put in Via/Contact/SDP (default: the route to the platform)")
     d = p.add_argument_group("device")
     d.add_argument("--kind", choices=KINDS, default="dome", help="dome camera (PTZType 1) or body-worn transmitter")
-    d.add_argument("--channels", type=_int_range(1, 99), default=1, help="video channels (default 1)")
-    d.add_argument("--devices", type=_int_range(1, 10_000), default=1,
+    d.add_argument("--channels", type=int_range(1, 99), default=1, help="video channels (default 1)")
+    d.add_argument("--devices", type=int_range(1, 10_000), default=1,
                    help="simulate N devices with ids in sequence (load tests; default 1)")
     d.add_argument("--register-rate", type=positive, default=100.0, metavar="PER_S",
                    help="with --devices: how many start registering per second (default 100)")
@@ -83,11 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--manufacturer", default="fieldgw-hil")
     d.add_argument("--model", default="")
     d.add_argument("--charset", choices=["gb2312", "utf-8"], default="gb2312", help="MANSCDP body charset")
-    d.add_argument("--expires", type=_int_range(10, 86_400), default=3600, help="REGISTER Expires (s)")
+    d.add_argument("--expires", type=int_range(10, 86_400), default=3600, help="REGISTER Expires (s)")
     d.add_argument("--keepalive", type=_seconds, default=60.0, metavar="S", help="keepalive period (default 60 s)")
-    d.add_argument("--keepalive-misses", type=_int_range(1, 100), default=3,
+    d.add_argument("--keepalive-misses", type=int_range(1, 100), default=3,
                    help="unanswered keepalives before registering anew (default 3)")
-    d.add_argument("--catalog-batch", type=_int_range(1, 99), default=4,
+    d.add_argument("--catalog-batch", type=int_range(1, 99), default=4,
                    help="channels per Catalog response MESSAGE (default 4)")
     d.add_argument("--position-mode", choices=["notify", "message"], default="notify",
                    help="MobilePosition as NOTIFY on a SUBSCRIBE (default) or as MESSAGE")
@@ -101,13 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first back-off after a refused/failed REGISTER; doubles up to 60 s (default 5)")
     d.add_argument("--sip-timeout", type=_seconds, default=32.0, metavar="S",
                    help="give up on a request after S s (RFC 3261 timer F; default 32)")
-    d.add_argument("--max-streams", type=_int_range(1, 64), default=8, help="concurrent INVITEs (default 8)")
+    d.add_argument("--max-streams", type=int_range(1, 64), default=8, help="concurrent INVITEs (default 8)")
     v = p.add_argument_group("video")
     v.add_argument("--codec", choices=["h264", "h265"], default="h264")
-    v.add_argument("--width", type=_int_range(64, 1920), help="default 640 (h264) / 480 (h265)")
-    v.add_argument("--height", type=_int_range(64, 1080), help="default 360 (h264) / 270 (h265)")
-    v.add_argument("--fps", type=_int_range(1, 60), default=25)
-    v.add_argument("--bitrate-kbps", type=_int_range(16, 20_000), default=1000)
+    v.add_argument("--width", type=int_range(64, 1920), help="default 640 (h264) / 480 (h265)")
+    v.add_argument("--height", type=int_range(64, 1080), help="default 360 (h264) / 270 (h265)")
+    v.add_argument("--fps", type=int_range(1, 60), default=25)
+    v.add_argument("--bitrate-kbps", type=int_range(16, 20_000), default=1000)
     v.add_argument("--gop-s", type=_seconds, default=2.0)
     add_control(p, "line-based control port (default 127.0.0.1:0); see hil/gb28181/control.py")
     p.add_argument("--script", metavar="FILE", help="control commands to play at given times (hil/script.py)")

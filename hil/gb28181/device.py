@@ -17,13 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from . import manscdp, sip
-from .channels import DEFAULT_NAMES, DEVICE_TYPE, PTZ_TYPE, Channel, channel_ids
+from .channels import DEFAULT_NAMES, PTZ_TYPE, Channel, channel_ids
 from .manscdp import Doc, XmlError
 from .media import SdpError, StreamSession, parse_offer
 from .position import Walker
 from .ptz import PtzError, PtzState, decode
 from .sip import Message, SipError
-from .transport import SipTransport, local_ip_towards
+from .transport import SipTransport
 from .video import ChannelVideo, VideoConfig
 
 log = logging.getLogger("hil.gb28181")
@@ -837,6 +837,3 @@ def garbage(kind: str, dev: Device) -> bytes:
         return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     raise ValueError(f"garbage kind must be one of {', '.join(GARBAGE_KINDS)}")
 
-
-def default_local_ip(cfg: DeviceConfig) -> str:
-    return cfg.local_ip or local_ip_towards(cfg.platform[0])
