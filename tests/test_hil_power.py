@@ -317,3 +317,26 @@ async def test_victron_battery_registers(victron: Power, tcp: AsyncModbusTcpClie
     stats = victron.ok("stats")
     assert stats["requests"]["3"] == 7 and stats["exceptions"] == {"1": 1, "2": 3, "11": 1}
     assert stats["units"]["100"]["ignored_while_dead"] == 1 and stats["connections"] == 1
+
+
+async def test_epever_over_modbus_tcp_and_read_counts(tmp_path: Path) -> None:
+    """`epever --listen`: the same controllers behind an RS-485/Ethernet gateway; `reads` counts what pollers got."""
+    sim = SimProcess("hil.power", ["epever", "--listen", "127.0.0.1:0", "--unit", "1", "--unit", "7", "--seed", "7"],
+                     ready_timeout=15.0, log=tmp_path / "sim.log")
+    try:
+        host, port = sim.ready["listen"]
+        client = AsyncModbusTcpClient(host, port=port, timeout=TIMEOUT, retries=0)
+        assert await client.connect()
+        try:
+            r = await client.read_input_registers(0x3100, count=8, device_id=7)
+            assert not r.isError() and len(r.registers) == 8
+            assert not (await client.read_holding_registers(0x9000, count=15, device_id=1)).isError()
+            assert await exception_of(client.read_input_registers(0x3108, count=1, device_id=1)) == 2
+            assert await exception_of(client.read_input_registers(0x3100, count=1, device_id=3)) == 0x0B
+        finally:
+            client.close()
+        reads = sim.control("reads")
+        assert reads == {"ok": True, "units": {"1": {"requests": 2, "registers": 15}, "7": {"requests": 1, "registers": 8}}}
+        assert sim.control("reads 1")["ok"] is False
+    finally:
+        assert sim.stop() == 0

@@ -140,43 +140,58 @@ class Answer:
         return self.kind == "ok"
 
 
-async def _exchange(client: Any, unit: int, label: str, send: Callable[[], Awaitable[Any]], timeout_s: float,
-                    crc: CrcWatch | None) -> tuple[Any, Answer | None]:
-    """One request on the line: (the response PDU, None) or (None, the failure); ConnectionError when it is gone."""
-    if not client.connected:
-        raise ConnectionError("the Modbus line closed")
-    what = f"{label} {'from' if label.startswith(('FC03', 'FC04')) else 'to'} unit {unit}"
-    loop = asyncio.get_running_loop()
+class _CrcLost(Exception):
+    """The answer came with a wrong CRC (the framer dropped it): nothing more will come for this request."""
+
+
+async def _crc_watched(send: Callable[[], Awaitable[Any]], timeout_s: float, crc: CrcWatch) -> Any:
+    """`send()`'s response, ended early by a CRC error on the line; TimeoutError, _CrcLost."""
     request = asyncio.ensure_future(send())
-    waiter = loop.create_future() if crc is not None else None
-    if crc is not None:
-        crc.waiter = waiter
+    waiter = crc.waiter = asyncio.get_running_loop().create_future()
     try:
-        done, _ = await asyncio.wait([f for f in (request, waiter) if f is not None], timeout=timeout_s,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait((request, waiter), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         request.cancel()
         raise
     finally:
-        if crc is not None:
-            crc.waiter = None
+        crc.waiter = None
     if request not in done:
         request.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await request
-        if waiter is not None and waiter.done():
-            return None, Answer(None, "crc", f"CRC error in the answer to {what}")
-        return None, Answer(None, "timeout", f"no answer to {what} within {timeout_s:g} s")
-    if waiter is not None:
-        waiter.cancel()
+        raise _CrcLost() if waiter.done() else TimeoutError()
+    waiter.cancel()
+    return request.result()
+
+
+def _what(label: str, unit: int) -> str:
+    return f"{label} {'from' if label.startswith(('FC03', 'FC04')) else 'to'} unit {unit}"
+
+
+async def _exchange(client: Any, unit: int, label: str, send: Callable[[], Awaitable[Any]], timeout_s: float,
+                    crc: CrcWatch | None) -> tuple[Any, Answer | None]:
+    """One request on the line: (the response PDU, None) or (None, the failure); ConnectionError when it is gone.
+
+    On TCP (no CRC watch) the request is awaited under a plain timeout: no extra task per request, which is
+    most of what a poll costs besides the socket calls (bench/modbus_poll.py)."""
+    if not client.connected:
+        raise ConnectionError("the Modbus line closed")
     try:
-        rr = request.result()
+        if crc is None:
+            async with asyncio.timeout(timeout_s):
+                rr = await send()
+        else:
+            rr = await _crc_watched(send, timeout_s, crc)
+    except TimeoutError:
+        return None, Answer(None, "timeout", f"no answer to {_what(label, unit)} within {timeout_s:g} s")
+    except _CrcLost:
+        return None, Answer(None, "crc", f"CRC error in the answer to {_what(label, unit)}")
     except (ConnectionException, ConnectionError) as exc:
         raise ConnectionError(f"the Modbus line closed: {exc}") from exc
     except ModbusException as exc:
         if not client.connected:
             raise ConnectionError(f"the Modbus line closed: {exc}") from exc
-        return None, Answer(None, "bad_answer", f"{what}: {exc}")
+        return None, Answer(None, "bad_answer", f"{_what(label, unit)}: {exc}")
     if rr.isError():
         code = int(getattr(rr, "exception_code", 0))
         name = EXCEPTIONS.get(code, "unknown exception")

@@ -42,6 +42,7 @@ class Unit:
     requests: Counter[int] = field(default_factory=Counter)
     exceptions: Counter[int] = field(default_factory=Counter)
     ignored: int = 0
+    registers_read: int = 0     # registers in the answers to FC03/FC04 reads (what a poller got)
 
     def values(self) -> dict[str, Any]:
         v = self.model.update()
@@ -54,7 +55,11 @@ class Unit:
 
     def stats(self) -> dict[str, Any]:
         return {"dead": self.dead, "requests": _keys(self.requests), "exceptions": _keys(self.exceptions),
-                "ignored_while_dead": self.ignored, "values": self.model.update().to_json()}
+                "ignored_while_dead": self.ignored, "registers_read": self.registers_read,
+                "values": self.model.update().to_json()}
+
+    def reads(self) -> dict[str, Any]:
+        return {"requests": sum(self.requests.values()), "registers": self.registers_read}
 
 
 def _keys(counter: Counter[int]) -> dict[str, int]:
@@ -119,10 +124,13 @@ class Bus:
         if request is None:     # a function pymodbus knows, with a count or length it refuses
             return ExceptionResponse(fc, ExcCodes.ILLEGAL_VALUE)
         try:
-            return await request.datastore_update(self.core, unit.id)  # type: ignore[arg-type]
+            response = await request.datastore_update(self.core, unit.id)  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001 - what pymodbus's server does: a device failure, logged
             log.exception("unit %d: request %s failed", unit.id, request)
             return ExceptionResponse(fc, ExcCodes.DEVICE_FAILURE)
+        if fc in (3, 4) and not response.isError():
+            unit.registers_read += len(response.registers)
+        return response
 
     async def _broadcast(self, fc: int, frame: bytes) -> None:
         self.counters["broadcasts"] += 1

@@ -5,12 +5,13 @@ import argparse
 import logging
 import random
 import sys
+from pathlib import Path
 from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerRTU, FramerSocket
 
-from ..cliutil import add_control, add_link, add_log_level, hostport, non_negative, positive, run_main, until_signalled
+from ..cliutil import add_control, add_log_level, hostport, non_negative, positive, run_main, until_signalled
 from ..serialport import ControlPort
 from .bus import Bus, Unit
 from .control import handlers
@@ -68,8 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Power equipment on Modbus: an EPEVER Tracer charge controller (RTU on a pty) or a Victron GX "
                     "(Modbus TCP), each unit a model of sun, charger, battery and load.")
     sub = p.add_subparsers(dest="device", required=True, metavar="epever|victron")
-    e = sub.add_parser("epever", help="EPEVER Tracer solar charge controller(s), Modbus RTU on a pty")
-    add_link(e, "symlink to create for the pty's slave side (what the driver opens, 115200 8N1)")
+    e = sub.add_parser("epever", help="EPEVER Tracer solar charge controller(s), Modbus RTU on a pty (or TCP)")
+    where = e.add_mutually_exclusive_group(required=True)
+    where.add_argument("--link", type=Path, metavar="PATH",
+                       help="symlink to create for the pty's slave side (what the driver opens, 115200 8N1)")
+    where.add_argument("--listen", type=hostport, metavar="HOST:PORT",
+                       help="Modbus TCP instead: the controllers behind an RS-485/Ethernet gateway (unit ids as on "
+                            "the bus; an unknown unit answers exception 0x0B)")
     e.add_argument("--unit", type=_unit, action="append", metavar="ID",
                    help="a controller's slave id on the bus (repeatable; default 1)")
     _common(e, "epever")
@@ -100,13 +106,13 @@ async def run(a: argparse.Namespace) -> int:
     units = build_units(a, clock)
     link: RtuLink | TcpLink
     ready: dict[str, Any] = {"ready": True, "device": a.device}
-    if a.device == "epever":
+    if a.device == "epever" and a.link is not None:
         bus = Bus(units, FramerRTU, unknown_unit=None, broadcast=True)
         link = RtuLink(bus, a.link)
         control = ControlPort(link.port, handlers(bus, clock), link.stats)
     else:
-        bus = Bus(units, FramerSocket, unknown_unit=ExcCodes.GATEWAY_NO_RESPONSE, broadcast=False,
-                  aliases={0: 100 if 100 in a.unit else a.unit[0]})   # a GX: unit 0 is unit 100
+        aliases = {0: 100 if 100 in a.unit else a.unit[0]} if a.device == "victron" else {}   # a GX: unit 0 is 100
+        bus = Bus(units, FramerSocket, unknown_unit=ExcCodes.GATEWAY_NO_RESPONSE, broadcast=False, aliases=aliases)
         link = TcpLink(bus)
         control = ControlPort(None, handlers(bus, clock), link.stats)
     try:

@@ -11,6 +11,7 @@ dead UNIT on|off        the unit stops answering (the others go on)
 crc N                   the next N responses leave with a broken CRC
 holding UNIT ADDR RAW   set a setting register (0x9000..0x900E, raw 0..65535) behind the gateway's back,
                         as the keypad would (refused like a Modbus write: out of range, thresholds out of order)
+reads                   requests and registers read per unit so far (cheap: no model update; benchmarks)
 values UNIT             the unit's model now: engineering values, settings, the registers it serves
 hold on|off             stop / restart simulated time (values stay put while held)
 clock HOUR              jump to that time of day (no integration across the jump)
@@ -128,6 +129,11 @@ def handlers(bus: Bus, clock: Clock) -> dict[str, Handler]:
         unit = unit_of(args[0])
         return {"ok": True, "unit": unit.id, "device": unit.kind, "dead": unit.dead, **unit.values()}
 
+    async def reads(args: list[str]) -> dict[str, Any]:
+        if args:
+            raise ValueError("usage: reads")
+        return {"ok": True, "units": {str(u.id): u.reads() for u in bus.units.values()}}
+
     async def hold(args: list[str]) -> dict[str, Any]:
         if len(args) != 1:
             raise ValueError("usage: hold on|off")
@@ -149,4 +155,4 @@ def handlers(bus: Bus, clock: Clock) -> dict[str, Handler]:
         return {"ok": True, "hour": clock.hour()}
 
     return {"fault": fault, "soc": soc, "load": load, "pv": pv, "temp": temp, "dead": dead, "crc": crc,
-            "holding": holding, "values": values, "hold": hold, "clock": set_clock}
+            "holding": holding, "reads": reads, "values": values, "hold": hold, "clock": set_clock}
