@@ -88,7 +88,8 @@ class Gateway:
                                      via={d.id: list(d.dispatch_via) for d in self.kit.devices if d.dispatch_via})
         self.audit = AuditLog(opts.data_dir / "audit.jsonl")
         self.audit_trail = AuditTrail(self.audit, self.bus)
-        self.inbound = InboundCommands(self.topics, self.router, self.dispatcher, self.bus, self.audit_trail)
+        self.inbound = InboundCommands(self.topics, self.router, self.dispatcher, self.bus, self.audit_trail,
+                                       {c.user: c.role for c in self.kit.mqtt_clients})
         cfg = self.kit.outbox
         self.outbox = Outbox(opts.data_dir / "outbox.sqlite3", cap_bytes=int(cfg.cap_mb * 1024 * 1024),
                              thin_every_s=cfg.thin_every_s, thin_after_s=cfg.thin_after_s, on_drop=self._outbox_dropped)

@@ -75,6 +75,17 @@ def config_apply(kit: Path, device: Annotated[Optional[str], typer.Argument()] =
     _config(kit, device, True, timeout, log_level)
 
 
+@app.command("mqtt-acl")
+def mqtt_acl(kit: Path, out: Annotated[Path, typer.Option("--out", help="directory for acl, passwd, mqtt-passwords.json")]) -> None:
+    """Write a Mosquitto password file and ACL for the kit: only its operators may publish commands and dispatch."""
+    loaded = _load_or_exit(kit)
+    from gateway.mqtt_acl import write_broker_files
+
+    paths = write_broker_files(loaded.kit, out)
+    typer.echo(f"wrote {paths['acl']}, {paths['passwd']} and {paths['mqtt-passwords.json']} (keep that one secret)\n"
+               f"add to mosquitto.conf (per_listener_settings false): include the lines of {paths['mosquitto-acl.conf']}")
+
+
 @app.command()
 def run(
     kit: Path,

@@ -2,6 +2,13 @@
 
 Anything malformed is answered on the matching `acks` topic with status
 `rejected` and a reason, and never reaches a device.
+
+Who sent it: MQTT does not tell a subscriber which client published. When
+the kit lists `mqtt_clients`, the broker's ACL (gateway/mqtt_acl.py) lets
+only its operators publish here, and each command or dispatch must name its
+sender in `"client"`: one not listed as an operator or admin is rejected.
+The audit log records it as `mqtt:{client}`. Without `mqtt_clients`, any
+client the broker lets in is taken, recorded as `mqtt`.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import json
 import logging
 
 from gateway.audit_trail import MQTT, AuditTrail
+from gateway.auth import Principal
 from gateway.bus import Bus
 from gateway.commands import CommandRefused, CommandRouter
 from gateway.dispatch import Dispatcher, DispatchRefused
@@ -23,9 +31,11 @@ MAX_PENDING_DISPATCHES = 100
 
 
 class InboundCommands:
-    def __init__(self, topics: Topics, router: CommandRouter, dispatcher: Dispatcher, bus: Bus, audit: AuditTrail) -> None:
+    def __init__(self, topics: Topics, router: CommandRouter, dispatcher: Dispatcher, bus: Bus, audit: AuditTrail,
+                 clients: dict[str, str] | None = None) -> None:
         self.topics = topics
         self.audit = audit
+        self.clients = clients or {}  # MQTT user → role, from the kit's mqtt_clients
         self.router = router
         self.dispatcher = dispatcher
         self.bus = bus
@@ -58,13 +68,30 @@ class InboundCommands:
         if self.audit.full:  # never run a command the audit log cannot take
             self.router.reject(device, cmd_id, body.get("command"), body.get("args"), "mqtt", "audit log busy; try again")
             return
+        who = self._sender(body)
         try:
-            record = self.router.submit(device, body.get("command"), body.get("args", {}), issued_by="mqtt", cmd_id=cmd_id)
+            if isinstance(who, str):
+                raise CommandRefused(403, "unauthorised_client", who)
+            record = self.router.submit(device, body.get("command"), body.get("args", {}), issued_by=who.name, cmd_id=cmd_id)
         except CommandRefused as exc:
-            self.router.reject(device, cmd_id, body.get("command"), body.get("args"), "mqtt", exc.message)
-            self.audit.command_queued(MQTT, device, body.get("command"), body.get("args"), cmd_id, exc.message)
+            sender = who if isinstance(who, Principal) else MQTT
+            self.router.reject(device, cmd_id, body.get("command"), body.get("args"), sender.name, exc.message)
+            self.audit.command_queued(sender, device, body.get("command"), body.get("args"), cmd_id, exc.message)
             return
-        self.audit.command_queued(MQTT, device, record.command, record.args, record.id)
+        self.audit.command_queued(who, device, record.command, record.args, record.id)
+
+    def _sender(self, body: dict[str, object]) -> Principal | str:
+        """Who the message says sent it, when the kit names its MQTT clients; a refusal otherwise."""
+        if not self.clients:
+            return MQTT
+        client = body.get("client")
+        role = self.clients.get(client) if isinstance(client, str) else None
+        if role is None:
+            return f"client {client!r} is not one of this kit's MQTT clients" if client else \
+                "name the sending MQTT client in `client` (this kit lists its mqtt_clients)"
+        if role == "viewer":
+            return f"client {client!r} is a viewer: it may not command"
+        return Principal(f"mqtt:{client}", role, "broker")
 
     async def _dispatch(self, payload: bytes) -> None:
         body: object = None
@@ -72,7 +99,10 @@ class InboundCommands:
             body = json.loads(payload)
             if self.audit.full:
                 raise DispatchRefused(503, "audit_busy", "audit log busy; try again")
-            d = await self.dispatcher.submit(body, issued_by="mqtt")
+            who = self._sender(body) if isinstance(body, dict) else MQTT
+            if isinstance(who, str):
+                raise DispatchRefused(403, "unauthorised_client", who)
+            d = await self.dispatcher.submit(body, issued_by=who.name)
         except (ValueError, UnicodeDecodeError):
             self._reject(None, "payload is not valid JSON")
             return
@@ -81,7 +111,7 @@ class InboundCommands:
             if exc.code != "audit_busy":
                 self.audit.dispatch_queued(MQTT, body, None, exc.message)
             return
-        self.audit.dispatch_queued(MQTT, body, d.id)
+        self.audit.dispatch_queued(who, body, d.id)
 
     def _reject(self, client_id: object, reason: str) -> None:
         self.bus.publish(DispatchChanged("", now_ms(), {"id": client_id if isinstance(client_id, str) else None,

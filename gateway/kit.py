@@ -64,6 +64,14 @@ class HttpConfig(_Strict):
         return self
 
 
+class MqttClient(_Strict):
+    """A command-centre MQTT user: `fieldgw mqtt-acl` gives it a password and broker ACLs by role;
+    with any listed, the gateway takes commands and dispatches only from operators named here."""
+
+    user: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    role: Literal["viewer", "operator", "admin"]
+
+
 class GroundStation(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     url: str
@@ -147,6 +155,7 @@ class Kit(_Strict):
     streams: list[StreamEntry] = Field(default_factory=list)
     media: MediaConfig = Field(default_factory=MediaConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    mqtt_clients: list[MqttClient] = Field(default_factory=list)
     command_timeout_s: float = Field(default=15.0, gt=0, le=600)
     profiles_dir: str | None = None
     simulators: list[SimulatorConfig] = Field(default_factory=list)
