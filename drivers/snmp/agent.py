@@ -96,7 +96,10 @@ class Agent:
                 result.missing.append(po.name)
                 continue
             try:
-                result.telemetry[po.name] = round(float(int(v)) * po.scale, 6)
+                if po.states:   # an enumeration (upsOutputSource, upsBatteryStatus): a state in status
+                    result.status[po.name] = po.state(int(v))
+                else:
+                    result.telemetry[po.name] = round(float(int(v)) * po.scale, 6)
             except (TypeError, ValueError):
                 result.missing.append(po.name)
         self._interfaces(table, t, uptime, result)

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 from drivers.snmp.agent import OPER, Agent, PollResult
 from drivers.snmp.client import Manager, SnmpError
 from drivers.snmp.options import DeviceOptions, Loc, check_options, parse_udp
-from drivers.snmp.profile import SnmpProfile, check_profile
+from drivers.snmp.profile import ProfileTrap, SnmpProfile, check_profile
 from drivers.snmp.traps import TrapListener
 from gateway.backoff import Backoff
 from gateway.driver_api import DeviceSpec, Driver, DriverContext, LinkSpec
@@ -63,6 +63,7 @@ class _Device:
         self.missing: list[str] = []
         self.status: dict[str, Any] = {}
         self.listener: TrapListener | None = None
+        self.trap_states: set[str] = set()  # events of the profile's traps raised and not yet cleared
 
 
 class SnmpDriver(Driver):
@@ -204,6 +205,10 @@ class SnmpDriver(Driver):
         if n > TRAP_EVENTS_PER_S:
             dev.counts["traps_dropped"] += 1
             return
+        rule = dev.agent.profile.trap_rule(trap_oid, binds)
+        if rule is not None:
+            self._profile_trap(dev, rule, trap_oid, binds)
+            return
         if trap_oid in (LINK_DOWN, LINK_UP):
             idx = dev.agent.index_of(binds)
             if idx is not None:
@@ -213,6 +218,17 @@ class SnmpDriver(Driver):
         text = f"agent restarted ({what})" if what else f"trap {trap_oid} from {source}"
         shown = {k: v.prettyPrint() for k, v in list(binds.items())[:10]}
         self._event(dev, "snmp_trap", "info", text, trap=trap_oid, varbinds=shown)
+
+    def _profile_trap(self, dev: _Device, rule: ProfileTrap, trap_oid: str, binds: dict[str, Any]) -> None:
+        """A notification the device's profile names: its event, once per state (a repeat is counted)."""
+        if rule.event in dev.trap_states:
+            dev.counts["traps_repeated"] += 1
+            return
+        dev.trap_states -= set(rule.clears)
+        if rule.event in dev.agent.profile.cleared():
+            dev.trap_states.add(rule.event)
+        shown = {k: v.prettyPrint() for k, v in list(binds.items())[:10]}
+        self._event(dev, rule.event, rule.severity, rule.text, trap=trap_oid, varbinds=shown)  # type: ignore[arg-type]
 
     # -- output ----------------------------------------------------------------------------
     def _snmp_status(self, dev: _Device, state: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from pysnmp.proto import rfc1902
 from . import mib
 from .mib import RouterMib
 from .router import Router
+from .ups import Ups
 
 log = logging.getLogger("hil.snmp.agent")
 
@@ -36,8 +37,8 @@ class V3User:
 
 
 class Agent:
-    def __init__(self, router: Router, community: str | None, v3: V3User | None,
-                 trap_to: tuple[str, int] | None = None, trap_v3: bool = False) -> None:
+    def __init__(self, router: Router | Ups, community: str | None, v3: V3User | None,
+                 trap_to: tuple[str, int] | None = None, trap_v3: bool = False, mib: RouterMib | None = None) -> None:
         if community is None and v3 is None:
             raise ValueError("need a community or a v3 user")
         self.router = router
@@ -45,7 +46,7 @@ class Agent:
         self.v3 = v3
         self.trap_to = trap_to
         self.trap_v3 = trap_v3 and v3 is not None
-        self.mib = RouterMib(router)
+        self.mib = mib or RouterMib(router)   # `router` needs only uptime_ticks() for traps then
         self.engine: engine.SnmpEngine | None = None
         self.traps_sent = 0
         self.trap_errors = 0
@@ -89,6 +90,7 @@ class Agent:
 
     def link_trap(self, index: int) -> None:
         """linkDown/linkUp for interface `index` (ifIndex, ifAdminStatus, ifOperStatus)."""
+        assert isinstance(self.router, Router)
         itf = self.router.interface(index)
         trap = mib.LINK_UP if itf.up else mib.LINK_DOWN
         self._trap(trap, [(mib.IF_ENTRY + (mib.IF_INDEX, index), rfc1902.Integer32(index)),
@@ -97,6 +99,10 @@ class Agent:
 
     def cold_start_trap(self) -> None:
         self._trap(mib.COLD_START, [])
+
+    def trap(self, trap_oid: mib.Oid, extra: list[tuple[mib.Oid, Any]]) -> None:
+        """Send a notification (sysUpTime, snmpTrapOID, then `extra`) to --trap-to, if set."""
+        self._trap(trap_oid, extra)
 
     def _trap(self, trap_oid: mib.Oid, extra: list[tuple[mib.Oid, Any]]) -> None:
         if self.trap_to is None or self.engine is None:

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 
 from ..cliutil import add_control, add_log_level, hostport, positive, run_main, until_signalled
 from . import control as control_mod
 from .agent import Agent, V3User
+from .mib import RouterMib
 from .router import Router
+from .ups import Ups
+from .ups import snapshot as ups_snapshot
+from .ups import watch as ups_watch
 
 log = logging.getLogger("hil.snmp")
 
@@ -15,7 +20,12 @@ log = logging.getLogger("hil.snmp")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hil.snmp",
                                 description="SNMP agent of an LTE router (v2c and v3 authPriv SHA/AES128), "
-                                            "MIB-II + LTE signal OIDs, linkUp/linkDown traps")
+                                            "MIB-II + LTE signal OIDs, linkUp/linkDown traps; or (--profile ups) "
+                                            "a UPS with UPS-MIB (RFC 1628), a battery model and upsTrapOnBattery")
+    p.add_argument("--profile", choices=("router", "ups"), default="router",
+                   help="the device behind the agent (default router)")
+    p.add_argument("--trap-repeat", type=positive, default=60.0, metavar="S",
+                   help="ups: resend upsTrapOnBattery every S seconds while on battery (RFC 1628: 60)")
     p.add_argument("--listen", type=hostport, required=True, metavar="HOST:PORT",
                    help="UDP address of the agent, IPv4 (a real router: 0.0.0.0:161; port 0: any)")
     add_control(p, "line-based control port: link|rate|counter|reset|signal|stats (default 127.0.0.1:0)")
@@ -28,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trap-v3", action="store_true", help="send traps as SNMPv3 authPriv with --v3-user")
     p.add_argument("--time-scale", type=positive, default=1.0, metavar="X",
                    help="simulated seconds per real second for uptime, counters and signal drift")
-    p.add_argument("--sys-name", default="lte-router", help="sysName.0")
+    p.add_argument("--sys-name", help="sysName.0 (default lte-router, or ups)")
     add_log_level(p)
     return p
 
@@ -46,9 +56,16 @@ def _v3(args: argparse.Namespace, p: argparse.ArgumentParser) -> V3User | None:
 
 
 async def run(args: argparse.Namespace, v3: V3User | None) -> int:
-    router = Router(time_scale=args.time_scale, name=args.sys_name)
-    agent = Agent(router, None if args.no_v2c else args.community, v3, args.trap_to, args.trap_v3)
-    control = control_mod.build(router, agent)
+    community = None if args.no_v2c else args.community
+    watcher: asyncio.Task[None] | None = None
+    if args.profile == "ups":
+        ups = Ups(time_scale=args.time_scale, name=args.sys_name or "ups")
+        agent = Agent(ups, community, v3, args.trap_to, args.trap_v3, mib=RouterMib(None, lambda: ups_snapshot(ups)))
+        control = control_mod.build_ups(ups, agent)
+    else:
+        router = Router(time_scale=args.time_scale, name=args.sys_name or "lte-router")
+        agent = Agent(router, community, v3, args.trap_to, args.trap_v3)
+        control = control_mod.build(router, agent)
     try:
         snmp_addr = await agent.start(*args.listen)
         control_addr = await control.start(*args.control)
@@ -56,9 +73,14 @@ async def run(args: argparse.Namespace, v3: V3User | None) -> int:
         log.error("cannot listen: %s", exc)
         await agent.stop()
         return 1
+    if args.profile == "ups":
+        watcher = asyncio.create_task(ups_watch(ups, agent.trap, args.trap_repeat))
     try:
-        await until_signalled({"ready": True, "listen": list(snmp_addr), "control": list(control_addr)})
+        await until_signalled({"ready": True, "listen": list(snmp_addr), "control": list(control_addr),
+                               "profile": args.profile})
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await control.close()
         await agent.stop()
     return 0

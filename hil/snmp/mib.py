@@ -16,6 +16,7 @@ Counter64 ones, so they wrap at 2^32.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from typing import Any
 
 from pysnmp.proto import rfc1902, rfc1905
@@ -79,13 +80,14 @@ class RouterMib:
     the whole tree; SET answers notWritable.
     """
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router | None, table: Callable[[], dict[Oid, Any]] | None = None) -> None:
         self.router = router
         self.requests = 0
+        self._snapshot = table or (lambda: snapshot(router))   # another device's tree (hil/snmp/ups.py)
 
     def _table(self) -> tuple[dict[Oid, Any], list[Oid]]:
         self.requests += 1
-        table = snapshot(self.router)
+        table = self._snapshot()
         return table, sorted(table)
 
     def read_variables(self, *varBinds: tuple[Any, Any], **context: Any) -> list[tuple[Any, Any]]:
