@@ -25,6 +25,7 @@ from gateway.api_audit import audit_routes
 from gateway.api_auth import auth_routes
 from gateway.auth import AuthFailed, Principal, authenticate, require
 from gateway.commands import CommandRefused
+from gateway.http_limits import BodyLimit
 from gateway.metrics import render_metrics
 from gateway.model import Ack, DeviceStateChanged, DispatchChanged, Event, Position
 
@@ -46,6 +47,7 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 def create_app(gw: Gateway) -> FastAPI:
     app = FastAPI(title="fieldgw", version=gw.version, docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
     app.state.users = gw.users
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

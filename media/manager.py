@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from media import ice
 from media.snapshot import Snapshotter
 from media.source import StreamConfig, StreamSource
 from media.whep import WhepError, WhepSessions
+
+_RECORDING_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}\.mp4$")  # a file of its own directory, nothing else
 
 
 class StreamManager:
@@ -63,7 +66,7 @@ class StreamManager:
 
     def recording_path(self, stream_id: str, name: str) -> Path:
         src = self.get(stream_id)
-        if src.recorder is None or "/" in name or not name.endswith(".mp4") or not (src.recorder.dir / name).is_file():
+        if src.recorder is None or not _RECORDING_NAME.match(name) or not (src.recorder.dir / name).is_file():
             raise WhepError(404, "no_recording", f"no recording {name!r} of stream {stream_id}")
         return src.recorder.dir / name
 

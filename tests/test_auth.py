@@ -243,3 +243,26 @@ async def test_https_when_the_kit_gives_a_certificate(tmp_path: Path) -> None:
     half = write_kit(tmp_path / "kit3.yaml", [], http={"tls_cert": cert.name})
     with pytest.raises(KitError, match="both tls_cert and tls_key"):
         load_kit(half)
+
+
+async def test_oversized_bodies_are_refused_before_they_are_read(gateway: Gateway) -> None:
+    auth = bearer(gateway.users, "operator")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}", timeout=10) as client:
+        big = b'{"text": "' + b"x" * 300_000 + b'", "targets": "all"}'
+        r = await client.post("/api/v1/dispatch", content=big, headers=auth)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+
+        # no Content-Length: counted as it streams, answered 413 once past the cap (not after 6 MB)
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.http_port)
+        writer.write(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(4):  # exactly the cap, then one byte more (and no end: the answer must not wait for it)
+            writer.write(b"10000\r\n" + b"x" * 65536 + b"\r\n")
+        writer.write(b"1\r\nx\r\n")
+        await writer.drain()
+        status_line = await reader.readline()
+        writer.close()
+        assert status_line.startswith(b"HTTP/1.1 413"), status_line
+        r = await client.post("/api/v1/streams/cam/whep", content=b"v=0\r\n" * 100_000,
+                              headers={**auth, "Content-Type": "application/sdp"})
+        assert r.status_code == 413
+        assert (await client.post("/api/v1/auth/login", json={"username": "a", "password": "b"})).status_code == 401

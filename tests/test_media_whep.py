@@ -281,7 +281,16 @@ async def test_recording_segments_by_remux_and_download(tmp_path: Path) -> None:
                 frames = sum(1 for _ in played.decode(video=0))
                 assert played.streams.video[0].codec_context.name == "h264"
             assert frames >= 50  # ~2 s at 30 fps, by remuxing only
-            assert (await client.get("/api/v1/streams/cam-rec/recordings/..%2Fetc.mp4")).status_code == 404
+            (gw.opts.data_dir / "recordings" / "secret.mp4").write_bytes(b"not for download")
+            for bad in ("..%2Fsecret.mp4", "%2E%2E%2Fsecret.mp4", "..%5Csecret.mp4", "%2Fetc%2Fpasswd.mp4",
+                        "x%00.mp4", ".hidden.mp4", "..", first["name"] + "%2F..%2F..%2Fsecret.mp4"):
+                assert (await client.get(f"/api/v1/streams/cam-rec/recordings/{bad}")).status_code == 404, bad
+            # a download link (no header possible) may carry the token in the query; nothing else may
+            token = client.headers["authorization"][7:]
+            link = f"http://127.0.0.1:{gw.http_port}/api/v1/streams/cam-rec/recordings/{first['name']}?access_token={token}"
+            assert (await httpx.AsyncClient().get(link)).status_code == 200
+            listing = f"http://127.0.0.1:{gw.http_port}/api/v1/streams/cam-rec/recordings?access_token={token}"
+            assert (await httpx.AsyncClient().get(listing)).status_code == 401
     finally:
         await gw.stop()
         ice.pin_addresses(None)
