@@ -356,6 +356,7 @@ async def setup(proto: str, *args: str, password: str = PASSWORD, qop: bool = Tr
 @dataclass
 class Rtp:
     packets: list[bytes] = field(default_factory=list)
+    sources: set[tuple[str, int]] = field(default_factory=set)
     port: int = 0
     closer: Callable[[], None] = lambda: None
     connected: bool = False
@@ -367,6 +368,7 @@ async def udp_rtp() -> Rtp:
     class Proto(asyncio.DatagramProtocol):
         def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
             rtp.packets.append(data)
+            rtp.sources.add(addr)
     transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(Proto, local_addr=(HOST, 0))
     rtp.port = transport.get_extra_info("sockname")[1]
     rtp.closer = transport.close
@@ -588,7 +590,7 @@ async def stream_and_check(platform: Platform, sim: Sim, device: str, channel: s
     elif setup_ == "passive":
         rtp = await tcp_rtp_listen()
     else:
-        rtp = Rtp()  # the port comes from the device's answer
+        rtp = Rtp(port=9)  # the platform connects: the discard port in its offer (RFC 4145)
     resp = await invite(platform, device, channel, ssrc, rtp, tcp, setup_)
     answer = sdp_answer(resp)
     assert answer["s"] == "Play" and answer["y"] == ssrc
@@ -612,6 +614,8 @@ async def stream_and_check(platform: Platform, sim: Sim, device: str, channel: s
     await asyncio.sleep(0.5)
     assert len(rtp.packets) == count, "RTP went on after BYE"
     rtp.closer()
+    if not tcp:
+        assert rtp.sources == {(HOST, int(m[1]))}, "RTP comes from the port in the answer"
     ps, frames = reassemble(rtp.packets, int(ssrc))
     assert ps.startswith(ps_mod.PACK_START), "the stream must start at a pack header"
     assert ps[14:18] == ps_mod.SYSTEM_HEADER_START, "the first frame is a key frame with a system header"
@@ -712,6 +716,42 @@ async def test_ptz_commands_move_the_state() -> None:
         status = await sim.control("status")
         assert status["ptz_bad"] == 1 and status["ptz_commands"] == 6
         assert platform.bodies("DeviceControl")[0][1].findtext("Result") == "ERROR"
+
+
+def overlay_strips(ps: bytes) -> list[Any]:
+    """The luma inside the overlay box (channel and PTZ numbers; 320x240: rows 3..33, columns 5..219) of
+    each decoded frame."""
+    container = av.open(io.BytesIO(ps), format="mpeg")
+    strips = [f.to_ndarray()[4:32, 6:200].astype(int)
+              for p in container.demux(container.streams.video[0]) for f in p.decode()]
+    container.close()
+    return strips
+
+
+async def test_ptz_state_is_burned_into_the_picture() -> None:
+    async with setup("udp", "--keepalive", "30") as (platform, sim):
+        await until(lambda: platform.registered(DOME), 10, "registration")
+        channel = sim.ready["channels"][0]
+        rtp = await udp_rtp()
+        resp = await invite(platform, DOME, channel, "0340200031", rtp)
+        platform.ack(DOME, resp)
+        await until(lambda: len(rtp.packets) > 0, 10, "stream")
+        await asyncio.sleep(1.0)
+        still = len(rtp.packets)
+        body = query("DeviceControl", channel, 6, f"<PTZCmd>{encode(PtzCommand(0x01, 0xFF))}</PTZCmd>\r\n", "Control")
+        await platform.request(DOME, "MESSAGE", body)  # pan right at full speed: 120 degrees/s
+        await asyncio.sleep(1.0)
+        await bye(platform, DOME, resp)
+        rtp.closer()
+        ps, _ = reassemble(rtp.packets, 340200031)
+        cut = len(reassemble(rtp.packets[:still], 340200031)[0])
+        before, after = overlay_strips(ps[:cut]), overlay_strips(ps)[len(overlay_strips(ps[:cut])):]
+        assert len(before) >= 10 and len(after) >= 10
+
+        def changes(strips: list[Any]) -> int:
+            return sum(1 for a, b in zip(strips, strips[1:]) if abs(a - b).mean() > 1.0)
+        assert changes(before) == 0, "the strip stands still while the dome does"
+        assert changes(after) >= len(after) // 3, "the pan digits run while the dome turns"
 
 
 async def test_reboot_reregisters_and_drops_streams() -> None:

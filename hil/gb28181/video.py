@@ -87,13 +87,14 @@ class Overlay:
         self.step = int(cell * 4) + max(2, int(cell * 1.5))
         self.left = max(2, width // 40)
 
-    def draw(self, yuv: np.ndarray, ptz: PtzState | None) -> None:
-        """Draw into a planar yuv420p frame (the (h * 3 / 2, w) array of CardPattern.frame)."""
+    def draw(self, yuv: np.ndarray, ptz: tuple[int, int, int] | None) -> None:
+        """Draw into a planar yuv420p frame (the (h * 3 / 2, w) array of CardPattern.frame);
+        `ptz` is PtzState.overlay_numbers()."""
         h, w = yuv.shape[0] * 2 // 3, yuv.shape[1]
         luma = yuv[:h]
         groups = [f"{self.channel % 100:02d}"]
         if ptz is not None:
-            pan, tilt, zoom = ptz.overlay_numbers()
+            pan, tilt, zoom = ptz
             groups += [f"{pan:03d}", f"{tilt:02d}", f"{min(zoom, 999):03d}"]
         pad = int(self.height / 8)
         width = (sum(len(g) for g in groups) + len(groups) - 1) * self.step + 2 * pad
@@ -160,7 +161,8 @@ class ChannelVideo:
                 force = self._want_idr
                 self._want_idr = False
                 try:
-                    au = await loop.run_in_executor(None, self._encode, ctx, card, overlay, counter, force, due)
+                    numbers = self.ptz.overlay_numbers() if self.ptz is not None else None  # read on the loop's thread
+                    au = await loop.run_in_executor(None, self._encode, ctx, card, overlay, numbers, counter, force, due)
                 except (av.error.FFmpegError, RuntimeError) as exc:
                     self.encode_errors += 1
                     log.warning("channel %d: encoding failed: %s", self.channel, exc)
@@ -182,11 +184,11 @@ class ChannelVideo:
     def _prepare(self) -> tuple[CardPattern, av.VideoCodecContext]:
         return CardPattern(self.cfg.width, self.cfg.height, COUNTER_LOOP, seed=self.channel), _open_encoder(self.cfg)
 
-    def _encode(self, ctx: av.VideoCodecContext, card: CardPattern, overlay: Overlay, counter: int, force_idr: bool,
-                due: float) -> AccessUnit | None:
-        """One picture in, at most one access unit out (zerolatency, no B frames: no delay)."""
+    def _encode(self, ctx: av.VideoCodecContext, card: CardPattern, overlay: Overlay, ptz: tuple[int, int, int] | None,
+                counter: int, force_idr: bool, due: float) -> AccessUnit | None:
+        """One picture in, at most one access unit out (zerolatency, no B frames: no delay). Runs in a worker thread."""
         yuv = card.frame(counter % COUNTER_LOOP)
-        overlay.draw(yuv, self.ptz)
+        overlay.draw(yuv, ptz)
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = counter
         frame.time_base = ctx.time_base
