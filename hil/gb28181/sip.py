@@ -55,6 +55,7 @@ class Message:
     reason: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    source: tuple[str, int] | None = None   # where a received UDP message came from
 
     @property
     def is_request(self) -> bool:

@@ -38,7 +38,7 @@ class _Udp(asyncio.DatagramProtocol):
         self.owner = owner
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.owner._received(data)
+        self.owner._received(data, addr)
 
     def error_received(self, exc: Exception) -> None:  # ICMP port unreachable and the like
         log.debug("udp error: %s", exc)
@@ -127,12 +127,13 @@ class SipTransport:
 
     # -- sending ----------------------------------------------------------------------------
 
-    def send_raw(self, data: bytes) -> None:
+    def send_raw(self, data: bytes, to: tuple[str, int] | None = None) -> None:
+        """To the platform (UDP: or to `to`, where a request came from)."""
         if self.closed:
             return
         self.stats["sent"] += 1
         if self._udp is not None:
-            self._udp.sendto(data, self.platform)
+            self._udp.sendto(data, to or self.platform)
         elif self._writer is not None and not self._writer.is_closing():
             self._writer.write(data)
 
@@ -164,23 +165,24 @@ class SipTransport:
             self._pending.pop(key, None)
 
     def respond(self, req: Message, resp: Message) -> None:
-        """Send a response and remember it for retransmissions of `req`."""
+        """Send a response (over UDP to where the request came from, RFC 3261 §18.2.2 with rport) and
+        remember it for retransmissions of `req`."""
         data = resp.encode()
         self._served[(req.call_id, req.branch, req.get("CSeq"))] = (time.monotonic(), data)
-        self.send_raw(data)
+        self.send_raw(data, req.source)
         if req.method == "INVITE" and 200 <= resp.status < 300 and self.proto == "udp":
             old = self._invite_2xx.pop(req.call_id, None)
             if old is not None:
                 old.cancel()
-            self._invite_2xx[req.call_id] = asyncio.create_task(self._repeat_2xx(req.call_id, data))
+            self._invite_2xx[req.call_id] = asyncio.create_task(self._repeat_2xx(req.call_id, data, req.source))
 
-    async def _repeat_2xx(self, call_id: str, data: bytes) -> None:
+    async def _repeat_2xx(self, call_id: str, data: bytes, to: tuple[str, int] | None) -> None:
         interval, waited = T1, 0.0
         while waited < 64 * T1:
             await asyncio.sleep(interval)
             waited += interval
             self.stats["retransmitted"] += 1
-            self.send_raw(data)
+            self.send_raw(data, to)
             interval = min(interval * 2, T2)
         self._invite_2xx.pop(call_id, None)
 
@@ -209,7 +211,7 @@ class SipTransport:
                 if self.on_closed is not None:
                     self.on_closed()
 
-    def _received(self, data: bytes) -> None:
+    def _received(self, data: bytes, source: tuple[str, int] | None = None) -> None:
         if not data.strip(b"\r\n"):
             return  # CRLF keep-alive
         self.stats["received"] += 1
@@ -220,6 +222,7 @@ class SipTransport:
             log.warning("dropped a bad SIP message (%s): %r", exc, data[:120])
             return
         if msg.is_request:
+            msg.source = source
             self._incoming_request(msg)
         else:
             fut = self._pending.get((msg.branch, msg.cseq[1]))
@@ -241,7 +244,7 @@ class SipTransport:
         if seen is not None and now - seen[0] < CACHE_S:
             self.stats["duplicates"] += 1
             if seen[1] is not None:
-                self.send_raw(seen[1])
+                self.send_raw(seen[1], msg.source)
             return
         self._served[key] = (now, None)
         self._dispatch(msg)
