@@ -142,7 +142,7 @@ def _link_context(bus: Bus, ids: set[str]) -> Any:
     try:
         from gateway.supervisor import _LinkContext
 
-        return _LinkContext(bus, ids)
+        return _LinkContext(bus, ids, lambda _dev_id: False, "mavlink")
     except ImportError:  # pragma: no cover
         from gateway.model import OnlineChange, now_ms
 
@@ -167,7 +167,7 @@ class FieldgwPath:
         # what the MQTT uplink subscribes to, with room for everything (counted after the clock stops)
         self.sub = self.bus.subscribe("bench", (Position, Telemetry, Event, Ack, DeviceStateChanged), maxsize=n_frames + 1000)
         dev = DeviceSpec(id="drone-1", kind="uav", name="drone-1", transport="udp-listen://127.0.0.1:14550",
-                         options={"system_id": 1})
+                         options={"system_id": 1, "position_interval_s": 0})  # every position, as the peer parses every frame
         link = LinkSpec(driver="mavlink", transport=dev.transport, devices=(dev,))
         self.driver = MavlinkDriver(link, _link_context(self.bus, {"drone-1"}))
         self.parser = FrameParser(self.driver.counts)
