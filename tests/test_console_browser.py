@@ -156,7 +156,12 @@ async def test_operator_sees_every_device_plays_video_and_sends_rtl(demo: Demo, 
     devices = demo.get("/api/v1/devices")
     with_pos = {d["id"] for d in devices if d["position"]}
     without = {d["id"] for d in devices if not d["position"]}
-    await page.wait_for_function(f"document.querySelectorAll('.dev-icon').length >= {len(with_pos)}", timeout=15000)
+    ids = json.dumps(sorted(with_pos | without))
+    await page.wait_for_function(f"""(() => {{
+        const shown = new Set([...document.querySelectorAll('.dev-icon, .nopos-item')].map(e => e.dataset.device));
+        const rows = new Set([...document.querySelectorAll('.dev-row')].map(e => e.dataset.device));
+        return {ids}.every(id => shown.has(id) && rows.has(id)) && document.querySelectorAll('.dev-icon').length >= {len(with_pos)};
+    }})()""", timeout=15000)
     on_map = set(await page.eval_on_selector_all(".dev-icon", "els => els.map(e => e.dataset.device)"))
     listed = set(await page.eval_on_selector_all(".nopos-item", "els => els.map(e => e.dataset.device)"))
     assert with_pos <= on_map, with_pos - on_map
@@ -168,6 +173,9 @@ async def test_operator_sees_every_device_plays_video_and_sends_rtl(demo: Demo, 
     assert await page.evaluate("window.fieldgwConsole.map.entries.get('drone-1').points.length") > t0
     # kit health in the header
     await page.wait_for_selector("#health-chips .chip[data-health]")
+    # no tile server configured: no tiles asked for, the lat/lon grid instead
+    assert await page.locator("img.leaflet-tile").count() == 0
+    assert await page.locator("canvas.graticule").count() == 1
     await shot(page, shots, "operator-map-1920")
 
     # drone-1's panel, its video in a tile, frames decoded
@@ -269,6 +277,12 @@ async def test_viewer_sees_no_controls_and_admin_sees_the_audit(demo: Demo, brow
         await page.wait_for_selector("#audit-view [data-verified]", timeout=10000)
         assert await page.get_attribute("#audit-view [data-verified]", "data-verified") == "true"
         await shot(page, shots, "admin-audit-1366")
+        # the token revoked behind the page's back (another tab logged out): the next API call's 401 → login
+        token = await page.evaluate("sessionStorage.getItem('fieldgw.token')")
+        assert httpx.post(demo.base + "/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        await page.wait_for_selector("#login", state="visible", timeout=15000)
+        assert await page.locator("#app").is_hidden()
+        assert await page.text_content("#login-error")
     assert not errors, errors
 
 
@@ -291,7 +305,7 @@ async def test_received_text_and_dispatch_text_are_shown_as_text(demo: Demo, bro
     assert await card.first.text_content() == f"test {EVIL}"
     await asyncio.sleep(1)
     assert await page.evaluate("window.__pwned") is None
-    assert await page.locator("#app img, #app b").count() == 0
+    assert await page.locator("#app img:not(.leaflet-tile), #app b").count() == 0
     await shot(page, tmp_path / "shots", "injection-events")
     assert not errors, errors
 
@@ -322,9 +336,14 @@ async def test_device_name_with_html_is_shown_as_text(browser: Any, tmp_path: Pa
     try:
         _wait(lambda: httpx.get(base + "/api/v1/health").status_code == 200, 30, "the gateway up")
         errors: list[str] = []
-        page = await open_console(browser, base, LAPTOP, errors, fragment)
+        # a basemap from an (absent) offline tile server: its tiles are asked for, the grid stays
+        tiles = f"http://127.0.0.1:{free_port()}/{{z}}/{{x}}/{{y}}.png"
+        page = await open_console(browser, base, LAPTOP, errors, "?tiles=" + tiles.replace("{", "%7B").replace("}", "%7D") + fragment)
         if fragment:
             assert "token" not in page.url  # taken from the address bar
+        prefix = tiles.split("{")[0]
+        await page.wait_for_function(f"[...document.querySelectorAll('img.leaflet-tile')].some(i => i.src.startsWith('{prefix}'))")
+        assert await page.locator("canvas.graticule").count() == 1
         await page.wait_for_selector(".dev-row[data-device='evil-1']", timeout=15000)
         assert await page.text_content(".dev-row[data-device='evil-1'] .dev-name") == EVIL
         await page.click(".dev-row[data-device='evil-1']")
@@ -337,7 +356,7 @@ async def test_device_name_with_html_is_shown_as_text(browser: Any, tmp_path: Pa
         await asyncio.sleep(1)
         await shot(page, tmp_path / "shots", "injection-name-1366")
         assert await page.evaluate("window.__pwned") is None
-        assert await page.locator("#app img, #app b").count() == 0
+        assert await page.locator("#app img:not(.leaflet-tile), #app b").count() == 0
         assert not errors, errors
     finally:
         stop_process(sim)

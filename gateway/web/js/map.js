@@ -104,7 +104,7 @@ const Graticule = L.Layer.extend({
 const NoPositionBox = L.Control.extend({
   options: { position: "topleft" },
   onAdd() {
-    this._div = h("div", { class: "nopos-box leaflet-bar" });
+    this._div = h("div", { class: "nopos-box leaflet-bar", hidden: true });
     L.DomEvent.disableClickPropagation(this._div);
     L.DomEvent.disableScrollPropagation(this._div);
     return this._div;
@@ -121,7 +121,7 @@ export class DeviceMap {
     this._timer = null;
     this._lastFlush = 0;
     this.perf = { flushes: 0, flushMs: 0, positions: 0 };
-    this.map = L.map(container, { zoomControl: true, attributionControl: true, preferCanvas: false,
+    this.map = L.map(container, { zoomControl: true, attributionControl: true, preferCanvas: false, zoomSnap: 0.5,
       worldCopyJump: false, minZoom: 2, maxZoom: 20 }).setView([30.66, 104.06], 13);
     this.map.attributionControl.setPrefix("");
     L.control.scale({ metric: true, imperial: false }).addTo(this.map);
@@ -213,7 +213,7 @@ export class DeviceMap {
     const dev = e.dev;
     const last = e.points[e.points.length - 1];
     if (!last) { this._showNoPos(e); return; }
-    if (e.nopos) { e.nopos.remove(); e.nopos = null; }
+    if (e.nopos) { e.nopos.remove(); e.nopos = null; this._noPosTitle(); }
     const ll = [last.lat, last.lon];
     if (!e.marker) {
       e.arrow = h("div", { class: "heading" });
