@@ -212,7 +212,7 @@ function onPosition(p) {
 const HANDLERS = {
   state: onState,
   position: onPosition,
-  event: ev => eventLog.add(ev),
+  event: ev => { eventLog.add(ev); unseen(ev); },
   ack: a => panel.ack(a),
   dispatch: d => dispatchPanel.update(d),
 };
@@ -256,8 +256,24 @@ function setTab(name) {
   document.body.dataset.tab = name;
   if (name === "dispatch" || name === "audit") document.body.dataset.lower = name;
   highlightTabs();
+  if (name === "events") {
+    unseenCount = 0;
+    const b = $(".tabs button[data-tab-button='events']");
+    delete b.dataset.count;
+    b.classList.remove("alarm");
+  }
   if (name === "audit" && store.can("admin")) audit.load();
   if (name === "devices") map.map.invalidateSize();
+}
+
+// On a laptop the event log is a tab: its button counts the warnings and critical events not yet seen.
+let unseenCount = 0;
+function unseen(ev) {
+  if (WIDE.matches || document.body.dataset.tab === "events" || !["warning", "critical"].includes(ev.severity)) return;
+  unseenCount += 1;
+  const b = $(".tabs button[data-tab-button='events']");
+  b.dataset.count = String(unseenCount);
+  if (ev.severity === "critical") b.classList.add("alarm");
 }
 
 const WIDE = window.matchMedia("(min-width: 1600px)");

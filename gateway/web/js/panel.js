@@ -181,7 +181,7 @@ export class DevicePanel {
     } else {
       rows.push([t("device.position"), t("map.nopos")]);
     }
-    if (dev.status && typeof dev.status.mode === "string") rows.unshift(["mode", dev.status.mode]);
+    if (dev.status && typeof dev.status.mode === "string") rows.unshift([t("device.mode"), dev.status.mode]);
     replace(this.infoEl,
       h("div", { class: `dev-head state-${stateKey}` }, kindIcon(dev.kind, 22),
         h("div", {}, h("div", { class: "dev-title" }, dev.name || dev.id), h("div", { class: "muted" }, `${dev.id} · ${dev.driver}`)),
