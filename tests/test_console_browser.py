@@ -361,3 +361,57 @@ async def test_device_name_with_html_is_shown_as_text(browser: Any, tmp_path: Pa
     finally:
         stop_process(sim)
         stop_process(proc)
+
+
+async def test_video_tile_waits_for_a_stream_and_comes_back_with_it(browser: Any, tmp_path: Path) -> None:
+    """A tile opened before its camera sends waits (409 + Retry-After), plays when it does, and plays again
+    after the camera has been away (the peer connection or the frozen-video check starts a new session)."""
+    from tests.procs import write_kit
+
+    udp = free_port(socket.SOCK_DGRAM)
+    kit = write_kit(tmp_path / "kit.yaml", [], kit="wall", streams=[{"id": "cam-late", "url": f"udp://127.0.0.1:{udp}"}],
+                    media={"ice_addresses": ["127.0.0.1"]})
+    data = tmp_path / "data"
+    fragment = ""
+    try:
+        from tests.auth import bearer
+
+        fragment = "#token=" + bearer(data, "viewer")["Authorization"].split(" ", 1)[1]
+    except ImportError:
+        pass
+    http_port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", str(kit), "--data-dir", str(data),
+                             "--http-port", str(http_port), "--mqtt-port", str(free_port())],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    camera_args = [sys.executable, "-m", "hil.camera", "ts", "--to", f"udp://127.0.0.1:{udp}", "--width", "320",
+                   "--height", "240", "--gop-s", "1"]
+    camera: subprocess.Popen[bytes] | None = None
+    base = f"http://127.0.0.1:{http_port}"
+    tile = ".tile[data-stream='cam-late']"
+    frames = f"document.querySelector(\"{tile} video\").getVideoPlaybackQuality().totalVideoFrames"
+    try:
+        _wait(lambda: httpx.get(base + "/api/v1/health").status_code == 200, 30, "the gateway up")
+        errors: list[str] = []
+        page = await open_console(browser, base, LAPTOP, errors, fragment)
+        await page.click(".stream-chip[data-stream='cam-late']")
+        await page.wait_for_function(f"['waiting', 'retrying'].includes(document.querySelector(\"{tile}\").dataset.state)",
+                                     timeout=15000)
+        assert "409" in (await page.text_content(f"{tile} .tile-stats") or "")  # not live yet: the gateway said 409
+        camera = subprocess.Popen(camera_args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        await page.wait_for_function(f"{frames} > 10", timeout=30000)
+        assert await page.evaluate(f"document.querySelector(\"{tile}\").dataset.state") == "playing"
+        # the camera goes away and comes back: the tile plays again by itself
+        stop_process(camera)
+        await page.wait_for_function(f"document.querySelector(\"{tile}\").dataset.state !== 'playing'", timeout=20000)
+        camera = subprocess.Popen(camera_args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        await page.wait_for_function(f"document.querySelector(\"{tile}\").dataset.state === 'playing' && {frames} > 10",
+                                     timeout=40000)
+        before = await page.evaluate(frames)
+        await asyncio.sleep(2)
+        assert await page.evaluate(frames) > before + 20
+        await shot(page, tmp_path / "shots", "video-back-1366")
+        assert not errors, errors
+    finally:
+        if camera is not None:
+            stop_process(camera)
+        stop_process(proc)
