@@ -9,6 +9,14 @@ listing each in the kit. LIP short location reports become Positions (`source: l
 text SDS become `message` events, and the `text` command sends an SDS-TL
 text with `AT+CMGS`, `sent` when the radio takes it and `done` when the
 called radio's delivery report comes back.
+
+A team radio (or a talk group's members) with a LIP reporting profile
+(`firmware_configs/tetra/`, `lip_control.py`) has its basic location parameters
+(minimum reporting interval, report type) set by `fieldgw config apply` and read
+back by `fieldgw config audit` with LIP long PDUs over the same SDS path; the
+running gateway reads a profiled radio back when the link starts and whenever
+it is heard after being silent (stale, replugged), and reports drift
+(`Driver.report_config_drift`). A radio that answers is online, as if heard.
 """
 
 from __future__ import annotations
@@ -21,8 +29,9 @@ from typing import Any, ClassVar
 
 from drivers.common.at import AtChannel, AtError
 from drivers.common.terminal_driver import TerminalDriver
-from drivers.tetra_pei import lip, sds
-from gateway.driver_api import CommandError, DeviceSpec, DriverContext, LinkSpec, OnSent, TextRoute
+from drivers.tetra_pei import lip, lip_control, sds
+from drivers.tetra_pei.lip_control import BasicParams, LipControlError, LipProfile
+from gateway.driver_api import CommandError, ConfigDiff, DeviceSpec, DriverContext, LinkSpec, OnSent, TextRoute
 from gateway.model import Position, now_ms
 
 log = logging.getLogger(__name__)
@@ -36,6 +45,7 @@ _CMGS = re.compile(r"^\+CMGS:\s*(\d+)(?:,(\d+))?")
 _CNUMF = re.compile(r"^\+CNUMF:\s*\d+,(\d+)")
 _HEX_LINE = re.compile(r"[0-9A-Fa-f]+")
 KMH = 1 / 3.6
+LIP_ATTEMPTS = 3  # a LIP control request is sent this many times before "no answer" (docs/serial-protocols.md)
 
 
 def member_ranges(value: Any) -> list[tuple[int, int]]:
@@ -63,7 +73,8 @@ class TetraPeiDriver(TerminalDriver):
     terminal_name: ClassVar[str] = "TETRA radio"
     default_baud: ClassVar[int] = 38400
     float_options: ClassVar[dict[str, tuple[float, float]]] = {
-        "stale_s": (1.0, 86400.0), "poll_s": (1.0, 3600.0), "report_timeout_s": (1.0, 600.0)}
+        "stale_s": (1.0, 86400.0), "poll_s": (1.0, 3600.0), "report_timeout_s": (1.0, 600.0),
+        "lip_response_s": (0.2, 120.0)}
 
     def __init__(self, link: LinkSpec, ctx: DriverContext) -> None:
         super().__init__(link, ctx)
@@ -73,6 +84,10 @@ class TetraPeiDriver(TerminalDriver):
         self._poll_s = self.option("poll_s", 10.0)
         self._report_timeout_s = self.option("report_timeout_s", 30.0)
         self.own_issi: str | None = None
+        self._lip_response_s = self.option("lip_response_s", 8.0)
+        self._lip_waiting: dict[tuple[str, int], asyncio.Future[lip_control.Response]] = {}  # (ISSI, extension)
+        self._lip_locks: dict[str, asyncio.Lock] = {}  # one LIP control exchange per team radio at a time
+        self._audits: dict[str, asyncio.Task[Any]] = {}  # device id → its read-back in flight
         self._groups = [(d, member_ranges(d.options.get("members"))) for d in link.devices
                         if d.options.get("group") and d.options.get("members")]
 
@@ -87,6 +102,10 @@ class TetraPeiDriver(TerminalDriver):
             except ValueError as exc:
                 problems.append((("members",), str(exc)))
         return problems
+
+    @classmethod
+    def check_profile(cls, profile: dict[str, Any]) -> list[str]:
+        return lip_control.check_profile(profile)
 
     def discover(self, address: str) -> DeviceSpec | None:
         """A radio the kit does not list, heard from a talk group's member range: a device of its own."""
@@ -164,6 +183,8 @@ class TetraPeiDriver(TerminalDriver):
             for dev in self.link.devices:  # a talk group never speaks itself: it is reachable while the radio is
                 if dev.options.get("group"):
                     self.ctx.set_online(dev.id, True, f"talk group reachable through {self.modem.id}")
+                elif dev is not self.modem and self._lip_profile(dev) is not None:
+                    self._audit(dev.id)  # the read-back at start; an answer also shows the radio is there
             helpers = [asyncio.create_task(self._poll(at)), asyncio.create_task(self.expire_loop())]
             try:
                 await serving
@@ -176,7 +197,9 @@ class TetraPeiDriver(TerminalDriver):
             await asyncio.gather(serving, return_exceptions=True)
             self._at = None
             self.forget_remotes()
-            for fut in self._reports.values():
+            for task in self._audits.values():  # they would only fail now: the line is gone
+                task.cancel()
+            for fut in (*self._reports.values(), *self._lip_waiting.values()):
                 if not fut.done():
                     fut.set_exception(ConnectionError("radio line lost"))
             self.counts.update({f"at_{k}": v for k, v in at.stats.items()})
@@ -241,7 +264,9 @@ class TetraPeiDriver(TerminalDriver):
             self.counts["bad_sds_length"] += 1
             return
         self.counts["sds_received"] += 1
-        if pdu[0] == lip.PID_LIP:
+        if lip_control.is_control(pdu):
+            self._lip_response(calling, pdu, bits)
+        elif pdu[0] == lip.PID_LIP:
             self._location(calling, pdu)
         elif pdu[0] in (sds.PID_TEXT, sds.PID_SIMPLE_TEXT):
             self._text(calling, called, pdu)
@@ -281,3 +306,119 @@ class TetraPeiDriver(TerminalDriver):
         dev = self.heard(calling)
         self.event(dev.id if dev else self.modem.id, "message", "info", msg.text,
                    sender=calling, to=called, channel="tetra_sds")
+
+    def _lip_response(self, calling: str, pdu: bytes, bits: int) -> None:
+        """A LIP PDU with extension: the response to a control request in flight, else counted and dropped."""
+        try:
+            resp = lip_control.parse_response(pdu, bits)
+        except LipControlError:
+            self.counts["lip_control_unhandled"] += 1
+            return
+        fut = self._lip_waiting.get((calling, resp.extension))
+        if fut is None or fut.done():
+            self.counts["lip_control_unexpected"] += 1
+            return
+        self.counts["lip_control_responses"] += 1
+        super().heard(calling)  # it answered: it is there (and is being read back already)
+        fut.set_result(resp)
+
+    def heard(self, address: str) -> DeviceSpec | None:
+        """As TerminalDriver.heard; a profiled radio heard after a silence is read back (drift reported)."""
+        dev = self.terminals.device_at(address)
+        fresh = dev is None or dev.id not in self._heard
+        dev = super().heard(address)
+        if dev is not None and fresh and not dev.options.get("group") and self._lip_profile(dev) is not None:
+            self._audit(dev.id)
+        return dev
+
+    def _audit(self, device_id: str) -> None:
+        """Read a profiled team radio back and report drift (unless that is under way already)."""
+        if device_id in self._audits:
+            return
+        task = asyncio.get_running_loop().create_task(self.report_config_drift(device_id))
+        self._audits[device_id] = task
+        task.add_done_callback(lambda t: self._audits.pop(device_id, None) if self._audits.get(device_id) is t else None)
+
+    # -- LIP reporting control (fieldgw config audit / apply) ---------------------------
+    def _lip_profile(self, dev: DeviceSpec) -> LipProfile | None:
+        """The device's LIP settings: its own profile, or (a talk group's member) its group's."""
+        if dev.profile is None and dev.options.get("member_of"):
+            group = next((d for d in self.link.devices if d.id == dev.options["member_of"]), None)
+            return LipProfile.of(group.profile) if group is not None else None
+        return LipProfile.of(dev.profile)
+
+    def _lip_targets(self, device_id: str) -> list[tuple[str, str, LipProfile]]:
+        """(diff name prefix, ISSI, settings) of each team radio behind `device_id`."""
+        if device_id == self.modem.id:
+            raise CommandError("rejected", f"{device_id} is the gateway's own radio: LIP reporting control is "
+                                           "for the team radios it hears")
+        addr = self.terminals.address(device_id)
+        dev = None if addr is None else self.terminals.device_at(addr)
+        if addr is None or dev is None:
+            raise CommandError("rejected", f"no device {device_id!r} on {self.link.transport}")
+        prof = self._lip_profile(dev)
+        if prof is None:
+            raise CommandError("rejected", f"{device_id} has no LIP reporting profile (protocol {lip_control.PROTOCOL})")
+        if not dev.options.get("group"):
+            return [("", addr, prof)]
+        members = sorted((a, d) for a, d in self.terminals.by_address.items() if d.options.get("member_of") == dev.id)
+        if not members:
+            raise CommandError("failed", f"talk group {addr}: no member radio heard yet (a talk group is never sent "
+                                         "LIP control; each member is read back when it is heard)")
+        return [(f"{d.id}.", a, prof) for a, d in members]
+
+    async def _lip_exchange(self, addr: str, request: bytes, extension: int) -> lip_control.Response:
+        """Send one LIP control request to `addr` and wait for its response (LIP_ATTEMPTS tries)."""
+        what = lip_control.EXTENSIONS[extension]
+        async with self._lip_locks.setdefault(addr, asyncio.Lock()):
+            for _ in range(LIP_ATTEMPTS):
+                self.require_connected()
+                at = self._at
+                if at is None:
+                    raise CommandError("failed", f"{self.terminal_name} {self.modem.id} is not connected")
+                fut: asyncio.Future[lip_control.Response] = asyncio.get_running_loop().create_future()
+                self._lip_waiting[(addr, extension)] = fut
+                try:
+                    await at.command(f"AT+CMGS={addr},{len(request) * 8}", timeout=10.0, terminator=b"\r\n",
+                                     payload=binascii.hexlify(request).upper() + b"\x1a")
+                    self.counts["lip_control_sent"] += 1
+                    async with asyncio.timeout(self._lip_response_s):
+                        return await fut
+                except TimeoutError:
+                    self.counts["lip_control_timeouts"] += 1
+                except AtError as exc:
+                    raise CommandError("failed", f"radio refused the LIP {what} request to {addr}: {exc.result}") from None
+                except ConnectionError as exc:
+                    raise CommandError("failed", f"radio line lost while asking {addr}: {exc}") from None
+                finally:
+                    if self._lip_waiting.get((addr, extension)) is fut:
+                        del self._lip_waiting[(addr, extension)]
+        raise CommandError("failed", f"no answer from {addr} to the LIP {what} request "
+                                     f"({LIP_ATTEMPTS} attempts, {self._lip_response_s:g} s each)")
+
+    async def _lip_read(self, addr: str) -> BasicParams:
+        resp = await self._lip_exchange(addr, lip_control.report_request(), lip_control.EXT_REPORT_BASIC_PARAMS)
+        if not resp.ok or resp.params is None:
+            raise CommandError("failed", f"{addr} would not report its LIP basic location parameters: "
+                                         f"{lip_control.result_name(resp.result)} (0x{resp.result:02x})")
+        return resp.params
+
+    async def config_audit(self, device_id: str) -> list[ConfigDiff]:
+        diffs: list[ConfigDiff] = []
+        for prefix, addr, prof in self._lip_targets(device_id):
+            have = await self._lip_read(addr)
+            diffs += [ConfigDiff(prefix + name, want, got) for name, want, got in prof.differences(have)]
+        return diffs
+
+    async def config_apply(self, device_id: str) -> list[ConfigDiff]:
+        diffs: list[ConfigDiff] = []
+        for prefix, addr, prof in self._lip_targets(device_id):
+            complete = prof.min_interval_s is not None and prof.report_type is not None
+            have = BasicParams(0, 0) if complete else await self._lip_read(addr)  # keep what the profile leaves out
+            resp = await self._lip_exchange(addr, lip_control.set_request(prof.wanted(have)), lip_control.EXT_BASIC_PARAMS)
+            if not resp.ok:
+                raise CommandError("failed", f"{addr} refused the LIP basic location parameters: "
+                                             f"{lip_control.result_name(resp.result)} (0x{resp.result:02x})")
+            have = await self._lip_read(addr)
+            diffs += [ConfigDiff(prefix + name, want, got) for name, want, got in prof.differences(have)]
+        return diffs
