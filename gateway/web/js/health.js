@@ -42,8 +42,9 @@ export class HealthView {
     }
     for (const u of uplinks) {
       const up = u.connected && u.healthy !== false;
-      chips.push(h("span", { class: `chip uplink ${up ? "good" : "bad"}${u.active ? " active" : ""}`, title: u.last_error || u.broker || "" },
-        `${t("health.uplink")} ${u.name}: ${up ? t("health.uplink_up") : t("health.uplink_down")}${u.active ? ` (${t("health.active")})` : ""}`));
+      chips.push(h("span", { class: `chip uplink ${up ? "good" : "bad"}${u.active ? " active" : ""}`,
+        title: `${t("health.uplink")} ${u.name}${u.last_error ? `: ${u.last_error}` : ""}` },
+        `${u.name}: ${up ? t("health.uplink_up") : t("health.uplink_down")}${u.active ? ` (${t("health.active")})` : ""}`));
     }
     if ("streams_live" in kit) chips.push(h("span", { class: "chip" }, t("health.streams", { live: kit.streams_live, total: kit.streams_total })));
     if (typeof outbox.messages === "number") {

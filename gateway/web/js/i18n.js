@@ -93,7 +93,7 @@ const en = {
   "state.online": "online", "state.offline": "offline", "state.stale": "not heard",
   "health.ok": "OK", "health.degraded": "degraded", "health.unknown": "unknown",
   "health.devices": "devices {online}/{total}",
-  "health.battery": "battery {h} h left", "health.battery_none": "battery not draining",
+  "health.battery": "battery {h} h left", "health.battery_none": "battery: no drain",
   "health.streams": "video {live}/{total}",
   "health.backlog": "backlog {n}", "health.backlog_age": "oldest {s} s",
   "health.uplink": "uplink", "health.uplink_up": "up", "health.uplink_down": "down", "health.active": "active",
