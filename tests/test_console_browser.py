@@ -73,6 +73,28 @@ def _wait(check: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what} ({last})")
 
 
+def run_kit(kit: Path, data: Path, role: str) -> tuple[subprocess.Popen[bytes], str, str]:
+    """`fieldgw run KIT` as its own process, up; (process, base URL, "#token=…" for a `role` user, "" without auth)."""
+    fragment = ""
+    try:  # with auth: a token made in the kit's user store before the gateway starts, handed over in the fragment
+        from tests.auth import bearer
+
+        fragment = "#token=" + bearer(data, role)["Authorization"].split(" ", 1)[1]
+    except ImportError:
+        pass
+    http_port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", str(kit), "--data-dir", str(data),
+                             "--http-port", str(http_port), "--mqtt-port", str(free_port())],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        _wait(lambda: httpx.get(base + "/api/v1/health").status_code == 200, 30, "the gateway up")
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc, base, fragment
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     need_binary("chromium")
@@ -311,30 +333,17 @@ async def test_received_text_and_dispatch_text_are_shown_as_text(demo: Demo, bro
 
 
 async def test_device_name_with_html_is_shown_as_text(browser: Any, tmp_path: Path) -> None:
-    """A tiny kit of its own: one drone whose name is HTML (offline, no simulator) and one with a position."""
+    """A tiny kit of its own: one drone, named with HTML, flown by the uav simulator (so it gets a marker)."""
     from tests.procs import drone, write_kit
 
     udp = free_port(socket.SOCK_DGRAM)
     evil = drone("evil-1", udp, 1)
     evil["name"] = EVIL
     kit = write_kit(tmp_path / "kit.yaml", [evil], kit="xss")
-    data = tmp_path / "data"
-    fragment = ""
-    try:  # with auth: an operator token handed over in the URL fragment (/#token=…)
-        from tests.auth import bearer
-
-        fragment = "#token=" + bearer(data, "operator")["Authorization"].split(" ", 1)[1]
-    except ImportError:
-        pass
-    http_port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", str(kit), "--data-dir", str(data),
-                             "--http-port", str(http_port), "--mqtt-port", str(free_port())],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, base, fragment = run_kit(kit, tmp_path / "data", "operator")
     sim = subprocess.Popen([sys.executable, "-m", "hil.uav", "--sysid", "1", "--udp-out", f"127.0.0.1:{udp}"],
                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MAVLINK20": "1"})
-    base = f"http://127.0.0.1:{http_port}"
     try:
-        _wait(lambda: httpx.get(base + "/api/v1/health").status_code == 200, 30, "the gateway up")
         errors: list[str] = []
         # a basemap from an (absent) offline tile server: its tiles are asked for, the grid stays
         tiles = f"http://127.0.0.1:{free_port()}/{{z}}/{{x}}/{{y}}.png"
@@ -371,26 +380,13 @@ async def test_video_tile_waits_for_a_stream_and_comes_back_with_it(browser: Any
     udp = free_port(socket.SOCK_DGRAM)
     kit = write_kit(tmp_path / "kit.yaml", [], kit="wall", streams=[{"id": "cam-late", "url": f"udp://127.0.0.1:{udp}"}],
                     media={"ice_addresses": ["127.0.0.1"]})
-    data = tmp_path / "data"
-    fragment = ""
-    try:
-        from tests.auth import bearer
-
-        fragment = "#token=" + bearer(data, "viewer")["Authorization"].split(" ", 1)[1]
-    except ImportError:
-        pass
-    http_port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", str(kit), "--data-dir", str(data),
-                             "--http-port", str(http_port), "--mqtt-port", str(free_port())],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, base, fragment = run_kit(kit, tmp_path / "data", "viewer")
     camera_args = [sys.executable, "-m", "hil.camera", "ts", "--to", f"udp://127.0.0.1:{udp}", "--width", "320",
                    "--height", "240", "--gop-s", "1"]
     camera: subprocess.Popen[bytes] | None = None
-    base = f"http://127.0.0.1:{http_port}"
     tile = ".tile[data-stream='cam-late']"
     frames = f"document.querySelector(\"{tile} video\").getVideoPlaybackQuality().totalVideoFrames"
     try:
-        _wait(lambda: httpx.get(base + "/api/v1/health").status_code == 200, 30, "the gateway up")
         errors: list[str] = []
         page = await open_console(browser, base, LAPTOP, errors, fragment)
         await page.click(".stream-chip[data-stream='cam-late']")
