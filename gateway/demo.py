@@ -23,6 +23,7 @@ SIMULATORS: dict[str, str] = {"uav": "hil.uav", "link": "hil.link", "camera": "h
                               "iridium": "hil.iridium", "beidou": "hil.beidou", "starlink": "hil.starlink", "bgan": "hil.bgan",
                               "power": "hil.power", "snmp": "hil.snmp", "gb28181": "hil.gb28181"}
 SIMULATORS["nmea"] = "hil.nmea"  # a body-worn transmitter's NMEA 0183 GPS output
+SIMULATORS["onvif"] = "hil.onvif"  # an ONVIF Profile S PTZ dome camera (SOAP + RTSP)
 DEVICE_DIR_VARIABLE = "FIELDGW_DEMO_DEV"  # where the simulated serial devices appear (demo.yaml's ${FIELDGW_DEMO_DEV})
 
 
