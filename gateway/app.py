@@ -119,7 +119,8 @@ class Gateway:
             return None
         if any(s.cfg.url == msg.url for s in self.media.sources.values()):
             return None
-        self.media.add(StreamConfig(id=msg.stream, url=msg.url, device=msg.device))
+        self.media.add(StreamConfig(id=msg.stream, url=msg.url, device=msg.device, mode=msg.mode, on_demand=msg.on_demand,
+                                    idle_close_s=msg.idle_close_s, options=dict(msg.options)))
         dev = self.registry.get(msg.device)
         if dev is None:
             return None

@@ -116,6 +116,10 @@ class StreamOffer:
     stream: str  # a stream id, `[a-z0-9][a-z0-9-]*`
     url: str
     name: str = ""
+    options: dict[str, str] = field(default_factory=dict)  # FFmpeg options; `format` names the demuxer (e.g. "mpeg")
+    on_demand: bool = False  # opened at the first viewer, closed `idle_close_s` after the last
+    mode: str = "passthrough"  # passthrough | transcode | auto, as a kit stream's `mode`
+    idle_close_s: float = 30.0
 
 
 @dataclass(slots=True)

@@ -120,7 +120,9 @@ class IngestThread:
             self._helper = proc
             return av.open(proc.stdout, format="mpegts", timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S)), proc
         path = urlsplit(self.url).path if self.url.startswith("file:") else self.url
-        return av.open(path, options=self.options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S)), None
+        options = dict(self.options)
+        fmt = options.pop("format", None)  # the demuxer, when the URL does not say (MPEG-PS over tcp://)
+        return av.open(path, format=fmt, options=options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S)), None
 
     def _read_once(self) -> None:
         container, helper = self._open()

@@ -1,0 +1,1 @@
+"""GB/T 28181-2016 platform side (SIP server): cameras and body-worn transmitters register here."""
