@@ -140,6 +140,9 @@ def test_profile_problems_are_named() -> None:
         assert needle in text, text
     assert "lip: a mapping" in "\n".join(lip_control.check_profile({"protocol": "tetra_lip", "version": 1}))
     assert lip_control.check_profile({"protocol": "tetra_lip", "version": 1, "lip": {"min_interval_s": True}})
+    assert "at least 1 s" in "\n".join(lip_control.check_profile({"protocol": "tetra_lip", "version": 1,
+                                                                    "lip": {"min_interval_s": 0}}))
+    assert lip_control.check_profile({"protocol": "tetra_lip", "version": 1, "lip": {"min_interval_s": 3600}}) == []
 
 
 def _devices(tmp_path: Path, profile: str) -> list[dict[str, Any]]:

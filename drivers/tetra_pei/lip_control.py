@@ -242,7 +242,9 @@ def check_profile(data: Any) -> list[str]:
     problems += [f"lip: unknown key {k!r} (known: {', '.join(sorted(_LIP_KEYS))})" for k in lip if k not in _LIP_KEYS]
     if "min_interval_s" in lip:
         try:
-            interval_code(lip["min_interval_s"])
+            if interval_code(lip["min_interval_s"]) == 0:
+                problems.append("lip.min_interval_s: at least 1 s (0 means no minimum: the radio's own triggers "
+                                "alone would decide how often it reports, which fieldgw cannot audit)")
         except LipControlError as exc:
             problems.append(f"lip.min_interval_s: {exc}")
     if "report_type" in lip and lip["report_type"] not in REPORT_TYPES:
