@@ -149,6 +149,8 @@ async def _sse(gw: Gateway, request: Request) -> AsyncIterator[bytes]:
     try:
         for dev in gw.registry.all():
             yield _sse_frame("state", dev.to_dict())
+        for ev in list(gw.recent_events):  # the newest events first seen by this client, marked as history
+            yield _sse_frame("event", {"device": ev.device, **json.loads(wire.event(gw.topics, ev).payload), "history": True})
         while True:
             try:
                 msg = await asyncio.wait_for(sub.get(), timeout=15.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ from media.recorder import RecordPolicy
 from media.source import StreamConfig
 
 log = logging.getLogger(__name__)
+
+RECENT_EVENTS = 200
 
 
 @dataclass
@@ -80,6 +83,8 @@ class Gateway:
         for dev in self.registry.all():
             dev.streams = self.media.for_device(dev.id)
         self.bus.add_tap(self._stream_offered)
+        self.recent_events: deque[Event] = deque(maxlen=RECENT_EVENTS)  # replayed to each new SSE client
+        self.bus.add_tap(self._remember_event)
         self.supervisor = Supervisor(self.bus, build_links(loaded, opts.data_dir, opts.ground_stations))
         self.router = CommandRouter(self.bus, self.registry, self.supervisor.driver_for, self.kit.command_timeout_s)
         self.topics = Topics(self.kit.kit)
@@ -112,6 +117,10 @@ class Gateway:
         if device and self.registry.get(device) is not None:
             video = {sid: self.media.sources[sid].state for sid in self.media.for_device(device)}
             self.bus.publish(StatusUpdate(device, now_ms(), {"video": video}))
+
+    def _remember_event(self, msg: object) -> None:
+        if isinstance(msg, Event):
+            self.recent_events.append(msg)
 
     def _stream_offered(self, msg: object) -> list[Any] | None:
         """A device announced a stream of its own: relay it (unless the kit already names that URL)."""

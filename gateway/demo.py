@@ -101,7 +101,7 @@ async def run_demo(loaded: LoadedKit, data_dir: Path | None, http_port: int, mqt
             "console": f"http://127.0.0.1:{gw.http_port}/",
             "health": f"http://127.0.0.1:{gw.http_port}/api/v1/health",
             "api": f"http://127.0.0.1:{gw.http_port}/api/v1/devices",
-            "video": [f"http://127.0.0.1:{gw.http_port}/player.html?stream={sid}&token={tokens['viewer']}" for sid in gw.media.sources],
+            "video": [f"http://127.0.0.1:{gw.http_port}/player.html?stream={sid}#token={tokens['viewer']}" for sid in gw.media.sources],
             "mqtt": gw.broker_url,
             "mqtt_root": gw.topics.root,
             "ground_station": gcs,

@@ -28,10 +28,13 @@ def test_events_metrics_and_errors(tmp_path: Path, processes: list) -> None:
             if line.startswith("event: "):
                 event = line[7:]
             elif line.startswith("data: ") and event:
-                kinds.setdefault(event, json.loads(line[6:]))
-                if {"state", "position"} <= set(kinds):
+                data = json.loads(line[6:])
+                kinds.setdefault("history" if data.get("history") else event, data)
+                if {"state", "position", "history"} <= set(kinds):
                     break
     assert kinds["state"]["id"] == "drone-1" and kinds["state"]["online"] is True
+    # what happened before this client connected (the drone coming online) is replayed first, marked
+    assert kinds["history"]["device"] == "drone-1" and kinds["history"]["type"] == "online"
     assert kinds["position"]["device"] == "drone-1" and kinds["position"]["source"] == "mavlink"
 
     metrics = gw.get("/metrics")

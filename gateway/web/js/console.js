@@ -212,7 +212,7 @@ function onPosition(p) {
 const HANDLERS = {
   state: onState,
   position: onPosition,
-  event: ev => { eventLog.add(ev); unseen(ev); },
+  event: ev => { eventLog.add(ev); if (!ev.history) unseen(ev); },
   ack: a => panel.ack(a),
   dispatch: d => dispatchPanel.update(d),
 };

@@ -23,6 +23,7 @@ export class EventLog {
     this.filterEl = filterEl;
     this.store = store;
     this.events = [];
+    this.seen = new Set();
     this.pending = [];
     this._timer = null;
     const saved = JSON.parse(localStorage.getItem("fieldgw.severities") || "null");
@@ -45,6 +46,12 @@ export class EventLog {
   }
 
   add(ev) {
+    // the gateway replays its recent events to every new stream (`history`): after a reconnect
+    // some are already shown, so each event is shown once
+    const key = `${ev.device}|${ev.ts}|${ev.type}|${ev.text}`;
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
+    if (this.seen.size > 4 * MAX_EVENTS) this.seen = new Set([...this.seen].slice(-MAX_EVENTS));
     this.pending.push(ev);
     if (this._timer) return;
     this._timer = setTimeout(() => { this._timer = null; this.flush(); }, 200);
