@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", type=_ssi, action="append", default=[], metavar="GSSI",
                    help="a talk group that exists (repeatable); SDS to it get no delivery report")
     p.add_argument("--lip-interval", type=non_negative, default=5.0, metavar="S",
-                   help="seconds between a team's LIP reports (default 5; 0 = none)")
+                   help="seconds between a team's LIP reports (default 5; 0 = none), until a LIP basic "
+                        "location parameters request or the control port changes it")
     p.add_argument("--text-interval", type=non_negative, default=0.0, metavar="S",
                    help="every S seconds a team radio (in turn) sends a text SDS (default 0 = never)")
     p.add_argument("--report-delay", type=non_negative, default=0.2, metavar="S",

@@ -8,6 +8,14 @@ cut [TEXT]            the first half of a line, no terminator
 cme N                 the next AT command answers +CME ERROR: N
 csq N | creg N        signal (0..31, 99) / registration state (0..5)
 teams                 team radios: positions and counters
+status [ISSI]         team radios' LIP parameters (interval code and seconds, report type, what it
+                      really does, supported report types, requests answered/refused)
+lip_interval ISSI S   change a team radio's reporting interval behind the gateway's back (S >= 0 seconds;
+                      it reads back as the nearest code: exact for 0-59 s and whole minutes to 60 min)
+lip_report_type ISSI TYPE        long | long_time_elapsed | long_time_of_position | short
+lip_support ISSI TYPE[,TYPE...]  the report types it accepts (all by default); others are refused
+lip_mute ISSI N       its next N LIP control requests get no answer (0: answer again)
+lip_refuse ISSI CODE  it answers every LIP control request with this result code (1..255; 0: as usual)
 """
 from __future__ import annotations
 
@@ -16,8 +24,9 @@ import time
 from typing import Any
 
 from ..serialport import Handler
+from . import lipctl
 from .radio import Radio
-from .team import check_position, parse_ssi
+from .team import Team, check_position, parse_ssi
 
 DEFAULT_CUT = "+CTSDSR: 12,2002,0,2001,0,84"
 
@@ -35,7 +44,21 @@ def _int_in(args: list[str], low: int, high: int, usage: str) -> int:
     return int(args[0])
 
 
+def _report_type(text: str) -> int:
+    if text not in lipctl.REPORT_TYPE_CODES:
+        raise ValueError(f"report type must be one of {', '.join(lipctl.REPORT_TYPE_CODES)}, got {text!r}")
+    return lipctl.REPORT_TYPE_CODES[text]
+
+
 def handlers(radio: Radio) -> dict[str, Handler]:
+    def team_of(args: list[str], nargs: int, usage: str) -> Team:
+        if len(args) != nargs:
+            raise ValueError(f"usage: {usage}")
+        team = radio.teams.get(parse_ssi(args[0]))
+        if team is None:
+            raise ValueError(f"{args[0]} is not a team radio")
+        return team
+
     async def received(args: list[str]) -> dict[str, Any]:
         messages = list(radio.received)
         if args == ["clear"]:
@@ -91,5 +114,40 @@ def handlers(radio: Radio) -> dict[str, Handler]:
             team.advance(now)
         return {"ok": True, "teams": [t.to_json() for t in radio.teams.values()], "groups": sorted(radio.cfg.groups)}
 
+    async def status(args: list[str]) -> dict[str, Any]:
+        if not args:
+            return {"ok": True, "teams": [t.lip_params() for t in radio.teams.values()]}
+        return {"ok": True, **team_of(args, 1, "status [ISSI]").lip_params()}
+
+    async def lip_interval(args: list[str]) -> dict[str, Any]:
+        team = team_of(args, 2, "lip_interval ISSI SECONDS")
+        seconds = _float(args[1])
+        if seconds < 0:
+            raise ValueError("usage: lip_interval ISSI SECONDS (>= 0; 0 = no periodic reports)")
+        radio.set_lip_interval(team.issi, seconds)
+        return {"ok": True, **team.lip_params()}
+
+    async def lip_report_type(args: list[str]) -> dict[str, Any]:
+        team = team_of(args, 2, "lip_report_type ISSI TYPE")
+        team.report_type = _report_type(args[1])
+        return {"ok": True, **team.lip_params()}
+
+    async def lip_support(args: list[str]) -> dict[str, Any]:
+        team = team_of(args, 2, "lip_support ISSI TYPE[,TYPE...]")
+        team.report_types_supported = frozenset(_report_type(t) for t in args[1].split(","))
+        return {"ok": True, **team.lip_params()}
+
+    async def lip_mute(args: list[str]) -> dict[str, Any]:
+        team = team_of(args, 2, "lip_mute ISSI N")
+        team.lip_mute = _int_in(args[1:], 0, 1000, "lip_mute ISSI N (0..1000)")
+        return {"ok": True, **team.lip_params()}
+
+    async def lip_refuse(args: list[str]) -> dict[str, Any]:
+        team = team_of(args, 2, "lip_refuse ISSI CODE")
+        team.lip_refuse = _int_in(args[1:], 0, 255, "lip_refuse ISSI CODE (0..255; 0 = answer as usual)")
+        return {"ok": True, **team.lip_params()}
+
     return {"received": received, "text": text, "lip": lip, "noise": noise, "cut": cut, "cme": cme,
-            "csq": csq, "creg": creg, "teams": teams}
+            "csq": csq, "creg": creg, "teams": teams, "status": status, "lip_interval": lip_interval,
+            "lip_report_type": lip_report_type, "lip_support": lip_support, "lip_mute": lip_mute,
+            "lip_refuse": lip_refuse}

@@ -6,6 +6,10 @@ queued, being processed or its PDU body is being typed, then goes out.
 Received SDS reach the PEI only when registered and when the host has routed
 that protocol id to the TE with `AT+CTSP=1,3,<pid>` (a real radio keeps them
 otherwise).
+Each team radio sends short LIP reports every `Team.lip_interval` seconds
+(`--lip-interval` at start) and answers the LIP reporting-control requests the
+host sends it (basic location parameters: set / report them back, lipctl.py)
+after `--report-delay`; a set changes its interval from then on.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..serialport import PtyPort
-from . import lip, sds
+from . import lip, lipctl, sds
 from .at import Commands, Outgoing, RadioState
 from .peiinput import PeiInput, Unit
 from .team import Team
@@ -64,6 +68,9 @@ class Radio:
         self._timers: set[asyncio.TimerHandle] = set()
         self._pdu_timer: asyncio.TimerHandle | None = None
         self._refs = 0
+        self._lip_wake: dict[int, asyncio.Event] = {t: asyncio.Event() for t in self.teams}
+        for t in self.teams.values():
+            t.set_lip_interval(cfg.lip_interval)
 
     # life cycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -72,8 +79,10 @@ class Radio:
         for t in self.teams.values():
             t.updated = now
         self._tasks.append(asyncio.create_task(self._worker(), name="tetra-pei"))
-        if self.cfg.lip_interval > 0 and self.teams:
-            self._tasks.append(asyncio.create_task(self._lip_loop(), name="tetra-lip"))
+        interval = self.cfg.lip_interval
+        for k, team in enumerate(self.teams.values()):  # spread the teams over the interval
+            first = min(interval, 1.0) + interval * k / len(self.teams)
+            self._tasks.append(asyncio.create_task(self._lip_loop(team, first), name=f"tetra-lip-{team.issi}"))
         if self.cfg.text_interval > 0 and self.teams:
             self._tasks.append(asyncio.create_task(self._text_loop(), name="tetra-text"))
 
@@ -142,11 +151,14 @@ class Radio:
             "ts": time.time(), "to": out.to, "to_kind": to_kind, "bits": out.bits, "pdu_hex": out.pdu_hex,
             "pid": info.pid, "kind": info.kind, "text": info.text, "coding": info.coding,
             "report_requested": info.report_requested, "rr": info.rr, "ref": info.ref, "ai_service": ai_service,
-            **({"lip": info.lip} if info.lip else {})})
+            **({"lip": info.lip} if info.lip else {}),
+            **({"lip_control": info.lip_control.to_json()} if info.lip_control else {})})
         self.counters["sds_from_host"] += 1
         ref = info.ref if info.ref is not None else 0
         if team is not None and info.kind in ("transfer", "simple"):
             team.texts_received += 1
+        if info.pid == sds.PID_LIP:
+            self._lip_from_host(team, to_kind, info)
         statuses: list[int] = []
         if info.report_requested and to_kind == "team":
             statuses = {sds.RR_RECEIPT: [sds.STATUS_RECEIVED], sds.RR_CONSUMED: [sds.STATUS_CONSUMED],
@@ -157,6 +169,41 @@ class Radio:
             self._after_response.append(lambda i=i, status=status: self._later(
                 self.cfg.report_delay * (i + 1), self.deliver, out.to, sds.report(ref, status)))
         return ref
+
+    def _lip_from_host(self, team: Team | None, to_kind: str, info: sds.SdsInfo) -> None:
+        """A LIP PDU the host sent: a team radio answers a reporting-control request; the rest is counted."""
+        ctl = info.lip_control
+        if ctl is None:
+            self.counters["lip_short_from_host" if info.kind == "lip" else "lip_bad_from_host"] += 1
+            return
+        if ctl.response or ctl.ext not in (lipctl.EXT_BASIC_PARAMS, lipctl.EXT_REPORT_BASIC_PARAMS):
+            self.counters["lip_control_ignored"] += 1  # not a request a team radio answers here
+            return
+        if team is None:  # a talk group or nobody: no answer (the simulator knows no group members)
+            self.counters[f"lip_control_to_{to_kind}"] += 1
+            return
+        team.lip_requests += 1
+        if team.lip_mute > 0:
+            team.lip_mute -= 1
+            self.counters["lip_control_unanswered"] += 1
+            return
+        result = team.lip_refuse  # 0 unless the control port told it to refuse everything
+        if ctl.ext == lipctl.EXT_BASIC_PARAMS:
+            assert ctl.min_interval_code is not None and ctl.report_type is not None
+            seconds = lipctl.interval_seconds(ctl.min_interval_code)
+            if not result and (seconds is None or ctl.report_type not in team.report_types_supported):
+                result = lipctl.RESULT_UNSPECIFIED_ERROR  # the spec names no code for a value it cannot take
+            if not result and seconds is not None:
+                self.set_lip_interval(team.issi, seconds)
+                team.report_type = ctl.report_type
+            pdu, bits = lipctl.basic_params_response(result)
+        else:
+            pdu, bits = lipctl.report_params_response(result, team.min_interval_code, team.report_type)
+        if result:
+            team.lip_refused += 1
+        self.counters["lip_control_answered"] += 1
+        issi = team.issi
+        self._after_response.append(lambda: self._later(self.cfg.report_delay, self.deliver, issi, pdu, bits))
 
     # radio → host -----------------------------------------------------------------------------
     @property
@@ -234,16 +281,31 @@ class Radio:
         if self.state.creg_n >= 1:
             self.emit(f"\r\n+CREG: {stat}\r\n".encode())
 
-    async def _lip_loop(self) -> None:
+    def set_lip_interval(self, issi: int, seconds: float) -> None:
+        """A team radio's periodic reporting interval (0 = none); the next report comes `seconds` from now."""
+        self.teams[issi].set_lip_interval(seconds)
+        self._lip_wake[issi].set()
+
+    async def _lip_loop(self, team: Team, first: float) -> None:
+        """One team radio's periodic LIP reports, every `team.lip_interval` seconds (none while it is 0)."""
         loop = asyncio.get_running_loop()
-        interval = self.cfg.lip_interval
-        teams = list(self.teams)
-        due = loop.time() + min(interval, 1.0)
+        wake = self._lip_wake[team.issi]
+        due = loop.time() + first
         while True:
-            for k, issi in enumerate(teams):  # spread the teams over the interval
-                await asyncio.sleep(max(0.0, due + interval * k / len(teams) - loop.time()))
-                self.send_lip(issi)
-            due += interval
+            interval = team.lip_interval
+            try:
+                if interval > 0:
+                    await asyncio.wait_for(wake.wait(), max(0.0, due - loop.time()))
+                else:
+                    await wake.wait()
+            except TimeoutError:
+                self.send_lip(team.issi)
+                due += interval
+                if due <= loop.time():  # fell behind (a stalled loop): no burst to catch up
+                    due = loop.time() + interval
+                continue
+            wake.clear()  # the interval changed
+            due = loop.time() + team.lip_interval
 
     async def _text_loop(self) -> None:
         k = 0

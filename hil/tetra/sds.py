@@ -4,14 +4,15 @@
 (type 0): `0000 RR S F`, message reference, timestamp-used bit + 7-bit coding,
 (3-byte timestamp when the bit is set), text. SDS-REPORT (type 1):
 `0001 A 00 F`, delivery status, message reference. 0x02 simple text: coding
-byte then text. 0x0A: LIP.
+byte then text. 0x0A: LIP, a short location report (PDU type 00) or a long
+PDU (01, reporting control: lipctl.py).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import lip
+from . import lip, lipctl
 
 PID_SIMPLE_TEXT = 0x02
 PID_TEXT = 0x82
@@ -63,7 +64,7 @@ class SdsInfo:
     """What the radio makes of a PDU the host sent."""
 
     pid: int
-    kind: str  # transfer | report | simple | lip | unknown | truncated
+    kind: str  # transfer | report | simple | lip | lip_control | unknown | truncated
     text: str | None = None
     coding: int | None = None
     rr: int = RR_NONE
@@ -72,6 +73,7 @@ class SdsInfo:
     ref: int | None = None
     status: int | None = None
     lip: dict[str, Any] | None = None
+    lip_control: lipctl.ControlPdu | None = None
 
     @property
     def report_requested(self) -> bool:
@@ -90,13 +92,28 @@ def decode(pdu: bytes, bits: int) -> SdsInfo:
             return SdsInfo(pid=pid, kind="truncated")
         coding = pdu[1] & 0x7F
         return SdsInfo(pid=pid, kind="simple", coding=coding, text=decode_text(pdu[2:], coding))
-    if pid == PID_LIP and bits >= lip.LIP_BITS:
-        try:
-            loc = lip.decode(pdu)
-        except ValueError:
-            return SdsInfo(pid=pid, kind="unknown")
-        return SdsInfo(pid=pid, kind="lip", lip=asdict(loc))
+    if pid == PID_LIP:
+        return _decode_lip(pdu, bits)
     return SdsInfo(pid=pid, kind="unknown")
+
+
+def _decode_lip(pdu: bytes, bits: int) -> SdsInfo:
+    if bits < 10 or len(pdu) < 2:
+        return SdsInfo(pid=PID_LIP, kind="truncated")
+    pdu_type = pdu[1] >> 6
+    if pdu_type == lipctl.PDU_TYPE_SHORT:
+        try:
+            if bits < lip.LIP_BITS:
+                raise ValueError("cut short")
+            return SdsInfo(pid=PID_LIP, kind="lip", lip=asdict(lip.decode(pdu)))
+        except ValueError:
+            return SdsInfo(pid=PID_LIP, kind="truncated")
+    if pdu_type == lipctl.PDU_TYPE_EXTENDED:
+        try:
+            return SdsInfo(pid=PID_LIP, kind="lip_control", lip_control=lipctl.decode(pdu, bits))
+        except ValueError:
+            return SdsInfo(pid=PID_LIP, kind="truncated")
+    return SdsInfo(pid=PID_LIP, kind="unknown")  # PDU types 10 and 11 are reserved
 
 
 def _decode_text_tl(pdu: bytes) -> SdsInfo:

@@ -5,6 +5,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import lipctl
+
 EARTH_RADIUS_M = 6_371_008.8
 MAX_SSI = 2**24 - 1  # SSIs are 24-bit
 
@@ -17,6 +19,14 @@ class Team:
     heading_deg: float = 0.0
     speed_kmh: float = 0.0
     updated: float = 0.0  # monotonic time of lat/lon
+    lip_interval: float = 0.0  # seconds between periodic LIP reports (0 = none): what it really does
+    min_interval_code: int = 0  # its LIP basic location parameters, as a report request reads them back
+    report_type: int = lipctl.REPORT_SHORT
+    report_types_supported: frozenset[int] = frozenset(lipctl.REPORT_TYPES)
+    lip_mute: int = 0  # this many more LIP control requests go unanswered
+    lip_refuse: int = 0  # non-zero: every LIP control request is answered with this result code
+    lip_requests: int = 0
+    lip_refused: int = 0
     lips_sent: int = 0
     texts_sent: int = 0
     texts_received: int = 0
@@ -43,10 +53,25 @@ class Team:
     def place(self, lat: float, lon: float, now: float) -> None:
         self.lat, self.lon, self.updated = lat, lon, now
 
+    def set_lip_interval(self, seconds: float) -> None:
+        """Reports every `seconds` from now on; the parameter reads back as the code nearest to it."""
+        self.lip_interval = seconds
+        self.min_interval_code = lipctl.interval_code(seconds)
+
+    def lip_params(self) -> dict[str, Any]:
+        return {"issi": self.issi, "min_interval_code": self.min_interval_code,
+                "min_interval_s": lipctl.interval_seconds(self.min_interval_code), "lip_interval_s": self.lip_interval,
+                "report_type": lipctl.REPORT_TYPES[self.report_type],
+                "report_types_supported": [lipctl.REPORT_TYPES[t] for t in sorted(self.report_types_supported)],
+                "lip_mute": self.lip_mute, "lip_refuse": self.lip_refuse, "lip_requests": self.lip_requests,
+                "lip_refused": self.lip_refused, "lips_sent": self.lips_sent}
+
     def to_json(self) -> dict[str, Any]:
         return {"issi": self.issi, "lat": round(self.lat, 7), "lon": round(self.lon, 7),
                 "heading_deg": self.heading_deg, "speed_kmh": self.speed_kmh, "lips_sent": self.lips_sent,
-                "texts_sent": self.texts_sent, "texts_received": self.texts_received}
+                "texts_sent": self.texts_sent, "texts_received": self.texts_received,
+                "lip_interval_s": self.lip_interval, "min_interval_code": self.min_interval_code,
+                "report_type": lipctl.REPORT_TYPES[self.report_type]}
 
 
 def parse_ssi(text: str) -> int:
