@@ -29,22 +29,22 @@ def sentence(body: str, corrupt: bool = False) -> bytes:
     return f"${body}*{cs}\r\n".encode("ascii")
 
 
-def lat_field(lat: float) -> tuple[str, str]:
-    a = abs(lat)
+def _degrees_minutes(value: float, width: int) -> str:
+    """``d…dmm.mmmmm`` with `width` degree digits; minutes rounded to 5 places (60.00000 carries over)."""
+    a = abs(value)
     deg = int(a)
     minutes = round((a - deg) * 60, 5)
     if minutes >= 60:
         deg, minutes = deg + 1, 0.0
-    return f"{deg:02d}{minutes:08.5f}", "N" if lat >= 0 else "S"
+    return f"{deg:0{width}d}{minutes:08.5f}"
+
+
+def lat_field(lat: float) -> tuple[str, str]:
+    return _degrees_minutes(lat, 2), "N" if lat >= 0 else "S"
 
 
 def lon_field(lon: float) -> tuple[str, str]:
-    a = abs(lon)
-    deg = int(a)
-    minutes = round((a - deg) * 60, 5)
-    if minutes >= 60:
-        deg, minutes = deg + 1, 0.0
-    return f"{deg:03d}{minutes:08.5f}", "E" if lon >= 0 else "W"
+    return _degrees_minutes(lon, 3), "E" if lon >= 0 else "W"
 
 
 def time_field(t: dt.datetime) -> str:
