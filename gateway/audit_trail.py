@@ -4,6 +4,10 @@
   and whether it was accepted or refused and why. The HTTP routes wait for this
   record to be on disk before they answer: an accepted command is never missing
   from the log. MQTT has no answer to wait for; its records are queued.
+- Every record, once on disk, goes on the bus as `AuditRecorded` and from there
+  to `{root}/gateway/audit` through the outbox (never dropped): the command
+  centre holds a copy of the chain, so records cut from the end of the file
+  (which the file alone cannot show) are seen there.
 - When it ends: `command_result` (done, failed, timeout, rejected, with the
   detail) and `dispatch_result` (each delivery's status and channel), from the
   acks on the bus, with the same user.
@@ -22,7 +26,7 @@ from typing import Any
 from gateway.audit import AuditLog, command_record, dispatch_record, make_record
 from gateway.auth import Principal
 from gateway.bus import Bus
-from gateway.model import FINAL_STATUSES, Ack, DispatchChanged
+from gateway.model import FINAL_STATUSES, Ack, AuditRecorded, DispatchChanged
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,7 @@ class AuditTrail:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         while not self._queue.empty():  # what was still queued is written before the log closes
-            await self.audit.append(self._queue.get_nowait())
+            await self._append(self._queue.get_nowait())
 
     @property
     def full(self) -> bool:
@@ -58,14 +62,14 @@ class AuditTrail:
 
     async def command(self, who: Principal, device: str, command: Any, args: Any, cmd_id: str | None,
                       refusal: str = "") -> None:
-        await self.audit.append(self._command(who, device, command, args, cmd_id, refusal))
+        await self._append(self._command(who, device, command, args, cmd_id, refusal))
 
     def command_queued(self, who: Principal, device: str, command: Any, args: Any, cmd_id: str | None,
                        refusal: str = "") -> None:
         self._enqueue(self._command(who, device, command, args, cmd_id, refusal))
 
     async def dispatch(self, who: Principal, body: Any, dispatch_id: str | None, refusal: str = "") -> None:
-        await self.audit.append(self._dispatch(who, body, dispatch_id, refusal))
+        await self._append(self._dispatch(who, body, dispatch_id, refusal))
 
     def dispatch_queued(self, who: Principal, body: Any, dispatch_id: str | None, refusal: str = "") -> None:
         self._enqueue(self._dispatch(who, body, dispatch_id, refusal))
@@ -95,6 +99,10 @@ class AuditTrail:
                                targets=targets if isinstance(targets, (str, list)) else repr(targets),
                                text=str(body.get("text", "")), priority=str(body.get("priority", "routine")),
                                outcome="refused" if refusal else "accepted", reason=refusal, dispatch_id=dispatch_id)
+
+    async def _append(self, record: dict[str, Any]) -> None:
+        written = await self.audit.append(record)
+        self.bus.publish(AuditRecorded("", written["ts"], written))
 
     def _remember(self, key: str, who: Principal) -> None:
         self._asked[key] = who
@@ -136,6 +144,6 @@ class AuditTrail:
         while True:
             record = await self._queue.get()
             try:
-                await self.audit.append(record)
+                await self._append(record)
             except OSError:
                 log.critical("audit record could not be written: %s", record)

@@ -180,7 +180,16 @@ class Order:
     priority: str
 
 
-BusMessage = Position | Telemetry | Event | StatusUpdate | OnlineChange | Ack | DeviceStateChanged | LinkHealth | StreamOffer | DispatchChanged | Order | DeviceDiscovered
+@dataclass(slots=True)
+class AuditRecorded:
+    """A record was written to the audit log (→ `gateway/audit`, so the centre holds a copy of the chain)."""
+
+    device: str  # "" (the gateway's own)
+    ts: int
+    record: dict[str, Any]  # as written: seq, prev and hash included
+
+
+BusMessage = Position | Telemetry | Event | StatusUpdate | OnlineChange | Ack | DeviceStateChanged | LinkHealth | StreamOffer | DispatchChanged | Order | DeviceDiscovered | AuditRecorded
 
 
 @dataclass(slots=True)

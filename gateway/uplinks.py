@@ -27,7 +27,7 @@ from typing import Any
 
 from gateway import wire
 from gateway.bus import Bus
-from gateway.model import Ack, DeviceStateChanged, DispatchChanged, Event, LinkHealth, Order, Position, Telemetry, now_ms
+from gateway.model import Ack, AuditRecorded, DeviceStateChanged, DispatchChanged, Event, LinkHealth, Order, Position, Telemetry, now_ms
 from gateway.mqtt_link import LinkDown, MqttLink, PublishRejected
 from gateway.outbox import POSITIONS, TELEMETRY, URGENT, Item, Outbox
 from gateway.registry import DeviceRegistry
@@ -78,7 +78,7 @@ class UplinkManager:
         self._rejections_reported: dict[str, float] = {}
         self._rate = _Rate()
         self._sub = bus.subscribe("uplink", (Position, Telemetry, Event, Ack, DeviceStateChanged, LinkHealth,
-                                             DispatchChanged, Order), maxsize=50_000)
+                                             DispatchChanged, Order, AuditRecorded), maxsize=50_000)
         self.order_acked: Callable[[str], None] | None = None  # the dispatcher learns which orders the broker holds
         self.status_extra: Callable[[], dict[str, Any]] | None = None  # the kit's health on the status topic
         self._tasks: list[asyncio.Task[Any]] = []
@@ -114,6 +114,9 @@ class UplinkManager:
         elif isinstance(msg, Order):
             out = wire.order(self.topics, msg)
             ob.put(out.topic, out.payload, URGENT, msg.device)
+        elif isinstance(msg, AuditRecorded):
+            out = wire.audit(self.topics, msg)
+            ob.put(out.topic, out.payload, URGENT, "")
 
     def _link_health(self, msg: LinkHealth) -> None:
         for up in self.uplinks:

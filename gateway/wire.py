@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.model import Ack, Device, DispatchChanged, Event, Order, Position, Telemetry, new_id
+from gateway.model import Ack, AuditRecorded, Device, DispatchChanged, Event, Order, Position, Telemetry, new_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,7 @@ class Topics:
         self.commands_filter = f"{self.root}/devices/+/commands"
         self.dispatch = f"{self.root}/dispatch"
         self.dispatch_acks = f"{self.root}/dispatch/acks"
+        self.audit = f"{self.root}/gateway/audit"
 
     def device(self, device: str, leaf: str) -> str:
         return f"{self.root}/devices/{device}/{leaf}"
@@ -94,6 +95,12 @@ def dispatch_ack(topics: Topics, d: DispatchChanged) -> Outgoing:
 def order(topics: Topics, o: Order) -> Outgoing:
     body = {"id": o.id, "ts": o.ts, "dispatch": o.dispatch, "text": o.text, "priority": o.priority}
     return Outgoing(topics.device(o.device, "orders"), _dump(body), 1, False, o.device)
+
+
+def audit(topics: Topics, a: AuditRecorded) -> Outgoing:
+    """An audit record as written (its seq, prev and hash let the centre check the chain it holds)."""
+    rec = a.record
+    return Outgoing(topics.audit, _dump({**rec, "id": f"audit-{rec.get('seq')}-{str(rec.get('hash', ''))[:16]}"}), 1, False, "")
 
 
 def with_replayed(payload: bytes) -> bytes:

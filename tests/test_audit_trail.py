@@ -36,6 +36,7 @@ def test_commands_and_dispatches_are_audited_with_their_user(tmp_path: Path, pro
     sim, _ = start_sim("--sysid", "1", "--udp-out", f"127.0.0.1:{port}", "--takeoff-delay", "0.5")
     processes.append(sim)
     operator = bearer(data, "operator")
+    copies = MqttProbe(gw.mqtt_url, "fieldgw/v1/test/gateway/audit")  # the centre's copy of the chain
     wait_for(lambda: gw.get("/api/v1/devices/drone-1").json()["online"], 15, "drone online")
 
     r = httpx.post(gw.base + "/api/v1/devices/drone-1/commands", json={"command": "hold"}, headers=operator, timeout=10)
@@ -65,6 +66,14 @@ def test_commands_and_dispatches_are_audited_with_their_user(tmp_path: Path, pro
     mqtt = wait_for(lambda: _records(gw, action="command_result", id="centre-7") or None, 5, "MQTT command result")[0]
     assert mqtt["user"] == "mqtt" and mqtt["outcome"] == "done"
     assert httpx.get(gw.base + "/api/v1/audit", headers=operator, timeout=10).status_code == 403
+    # every record also went to the centre, as written: same seq, prev and hash
+    on_disk = {r["seq"]: r for r in gw.get("/api/v1/audit?limit=200").json()["records"]}
+    copies.wait(lambda t, p: p["seq"] == max(on_disk), 10, "the newest audit record on MQTT")
+    got = {p["seq"]: p for _, p in copies.find(lambda t, p: True)}
+    copies.close()
+    assert set(got) == set(on_disk)
+    for seq, rec in on_disk.items():
+        assert {k: got[seq][k] for k in rec} == rec and got[seq]["id"].startswith(f"audit-{seq}-")
     assert gw.stop() == 0
 
     ok = _verify(data)
