@@ -435,9 +435,13 @@ def test_config_apply_then_audit_against_the_simulator(tmp_path: Path) -> None:
         proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "config", "audit", str(kit), "--timeout", "30"],
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            time.sleep(3.0)  # the tool has the line; the team radio reports (its next periodic one is 2 min away)
-            assert sim.control("lip 1001")["ok"]
-            out, err = proc.communicate(timeout=60)
+            # the team radio reports now and then (its next periodic one is 2 min away) until the tool, once it
+            # has the line and LIP routing set up, hears it and gives up on its muted answers
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                assert sim.control("lip 1001")["ok"]
+                time.sleep(1.0)
+            out, err = proc.communicate(timeout=10)
         finally:
             stop_process(proc)
         assert proc.returncode == 1 and "no answer from 1001" in out and "3 attempts" in out, out + err
