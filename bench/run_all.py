@@ -17,7 +17,8 @@ import time
 from bench._common import PYTHON, ROOT, machine_note
 
 BENCHMARKS = ["bench.mavlink_ingest", "bench.position_latency", "bench.gcs_routing", "bench.outbox_enqueue",
-              "bench.outbox_replay", "bench.video_relay", "bench.serial_parsers", "bench.dispatch_fanout"]
+              "bench.outbox_replay", "bench.video_relay", "bench.serial_parsers", "bench.dispatch_fanout",
+              "bench.modbus_poll", "bench.console_load"]
 
 
 def main(argv: list[str] | None = None) -> int:
