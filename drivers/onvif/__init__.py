@@ -1,0 +1,1 @@
+"""ONVIF cameras: stream URI, PTZ, status, encoder settings (driver.py)."""
