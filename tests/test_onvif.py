@@ -111,6 +111,9 @@ async def test_stream_plays_ptz_moves_stops_and_goes_to_a_preset(tmp_path: Path)
             await wait_json(client, "/api/v1/devices/dome-1", lambda d: d["status"]["ptz"]["moving"], 5,
                             "GetStatus says moving")
             assert ptz(sim)["velocity"]["pan"] == pytest.approx(0.8) and ptz(sim)["velocity"]["tilt"] == pytest.approx(0.4)
+            # each ptz_move is the whole motion: an axis it does not name stops
+            assert (await command(client, "dome-1", "ptz_move", {"zoom": 0.5}))["status"] == "done"
+            await until(lambda: ptz(sim)["velocity"] == {"pan": 0.0, "tilt": 0.0, "zoom": 0.5}, 3, "zoom only")
             assert (await command(client, "dome-1", "ptz_stop"))["status"] == "done"
             await until(lambda: not ptz(sim)["moving"]["pan_tilt"], 3, "the dome stopped")
             still = ptz(sim)["pan"]

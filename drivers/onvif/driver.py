@@ -230,7 +230,7 @@ class OnvifDriver(Driver):
         try:
             if command == "ptz_move":
                 on_sent()
-                await session.continuous_move(token, args.get("pan"), args.get("tilt"), args.get("zoom"),
+                await session.continuous_move(facts.profile, args.get("pan"), args.get("tilt"), args.get("zoom"),
                                               self.opt["move_timeout_s"])
                 return f"moving; stops by itself after {self.opt['move_timeout_s']:g} s unless moved again"
             if command == "ptz_stop":

@@ -81,6 +81,7 @@ class Profile:
     height: int | None
     encoding: str | None
     ptz: bool
+    zoom: bool  # its PTZ configuration has a continuous zoom velocity space
 
 
 @dataclass
@@ -228,7 +229,9 @@ class CameraSession:
                        encoder_token=_text(enc.token) if enc is not None and getattr(enc, "token", None) else None,
                        width=_int(getattr(res, "Width", None)), height=_int(getattr(res, "Height", None)),
                        encoding=_text(getattr(enc, "Encoding", None)) or None if enc is not None else None,
-                       ptz=getattr(p, "PTZConfiguration", None) is not None)
+                       ptz=getattr(p, "PTZConfiguration", None) is not None,
+                       zoom=getattr(getattr(p, "PTZConfiguration", None), "DefaultContinuousZoomVelocitySpace", None)
+                       is not None)
 
     async def close(self) -> None:
         cam, self._cam = self._cam, None
@@ -252,15 +255,15 @@ class CameraSession:
             return {}
         return {_text(p.token): _text(getattr(p, "Name", "")) for p in found if getattr(p, "token", None)}
 
-    async def continuous_move(self, token: str, pan: float | None, tilt: float | None, zoom: float | None,
+    async def continuous_move(self, profile: Profile, pan: float | None, tilt: float | None, zoom: float | None,
                               timeout_s: float) -> None:
-        velocity: dict[str, Any] = {}
-        if pan is not None or tilt is not None:
-            velocity["PanTilt"] = {"x": pan or 0.0, "y": tilt or 0.0}
-        if zoom is not None:
-            velocity["Zoom"] = {"x": zoom}
+        """The whole motion: an axis not given moves at speed 0 (as one GB/T 28181 PTZCmd sets all three).
+        Zoom is left out only for a camera without zoom (an axis left out keeps its motion in some firmware)."""
+        velocity: dict[str, Any] = {"PanTilt": {"x": pan or 0.0, "y": tilt or 0.0}}
+        if zoom is not None or profile.zoom:
+            velocity["Zoom"] = {"x": zoom or 0.0}
         await self.call("ContinuousMove", self._need_ptz().ContinuousMove(
-            {"ProfileToken": token, "Velocity": velocity, "Timeout": dt.timedelta(seconds=timeout_s)}))
+            {"ProfileToken": profile.token, "Velocity": velocity, "Timeout": dt.timedelta(seconds=timeout_s)}))
 
     async def stop(self, token: str) -> None:
         await self.call("Stop", self._need_ptz().Stop({"ProfileToken": token, "PanTilt": True, "Zoom": True}))
