@@ -256,6 +256,13 @@ async def test_xml_entities_and_dtds_are_refused(doctype: str, tz: str) -> None:
     session = CameraSession("127.0.0.1", port, "admin", "pw", timeout_s=5)
     try:
         t0 = asyncio.get_running_loop().time()
+        if doctype == LAUGHS:  # the driver too: a clear status, never online
+            spec = DeviceSpec("cam", "camera", "cam", f"onvif://127.0.0.1:{port}", None, {"user": "a", "password": "b"})
+            ctx = OrderedCollector()
+            with pytest.raises(OnvifError):
+                await OnvifDriver(LinkSpec("onvif", spec.transport, (spec,)), ctx).run()
+            assert "unsafe XML refused" in ctx.of(StatusUpdate, "cam")[-1].status["link"]
+            assert ctx.online.get("cam") is not True
         with pytest.raises(OnvifError, match=r"unsafe XML refused \((DTD|Entities)Forbidden\)"):
             await session.connect(None)
         assert asyncio.get_running_loop().time() - t0 < 3

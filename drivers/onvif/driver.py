@@ -138,10 +138,14 @@ class OnvifDriver(Driver):
             except AuthError as exc:
                 self._refused(str(exc))
                 raise
+            except (OnvifError, ConnectionError) as exc:
+                self.counts["connect_failures"] += 1
+                self.ctx.publish(StatusUpdate(dev, now_ms(), {"link": f"cannot connect: {exc}"}))
+                raise
             self.counts["connects"] += 1
             self._accepted()
             self.session, self.facts = session, facts
-            self.ctx.publish(StatusUpdate(dev, now_ms(), {"onvif": {
+            self.ctx.publish(StatusUpdate(dev, now_ms(), {"link": "connected", "onvif": {
                 **facts.device, "address": f"{self.host}:{self.port}", "clock_offset_s": round(facts.clock_offset_s, 1),
                 "profile": facts.profile.token, "encoding": facts.profile.encoding,
                 "resolution": f"{facts.profile.width}x{facts.profile.height}", "ptz": facts.has_ptz,
