@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,9 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway import wire
 from gateway.backoff import Backoff
@@ -123,7 +127,7 @@ class MqttLink:
         try:
             async with self._make_client() as client:
                 self._client = client
-                self._hook_puback(client)
+                self._hook_paho(client)
                 await client.subscribe(self.topics.commands_filter, qos=1)
                 await client.subscribe(self.topics.dispatch, qos=1)
                 self.connects += 1
@@ -146,8 +150,17 @@ class MqttLink:
                 self.connected.clear()
                 self.on_change()
 
-    def _hook_puback(self, client: aiomqtt.Client) -> None:
-        """See PUBACK reason codes, which aiomqtt drops (private paho client: the only way in)."""
+    def _hook_paho(self, client: aiomqtt.Client) -> None:
+        """Hooks into aiomqtt's private paho client (the only way in):
+
+        - PUBACK reason codes, which aiomqtt drops;
+        - a cheap PUBACK path: a 2-byte MQTT 5 PUBACK (success, no properties: what brokers send for
+          nearly every publish) is taken without building a ReasonCode and a Properties per packet;
+        - writes flushed once per event-loop turn: aiomqtt registers a socket writer for every publish
+          through `call_soon_threadsafe` (a self-pipe write, two epoll_ctl and an extra loop turn per
+          message); here everything queued in a turn goes out in one `loop_write`, and aiomqtt's own
+          writer is used only when the socket is full or a write fails (aiomqtt handles the error).
+        """
         inner: paho.Client = client._client  # noqa: SLF001
         original = inner.on_publish
 
@@ -163,6 +176,60 @@ class MqttLink:
                 original(c, userdata, mid, reason_code, properties)
 
         inner.on_publish = on_publish
+
+        handle_pubackcomp = inner._handle_pubackcomp  # noqa: SLF001
+        success, no_properties = ReasonCode(PacketTypes.PUBACK), Properties(PacketTypes.PUBACK)
+
+        def fast_puback(cmd: Any) -> Any:
+            packet = inner._in_packet["packet"]  # noqa: SLF001
+            if cmd != "PUBACK" or len(packet) != 2 or inner.protocol != paho.MQTTv5:
+                return handle_pubackcomp(cmd)
+            mid = (packet[0] << 8) | packet[1]
+            with inner._out_message_mutex:  # noqa: SLF001
+                if mid in inner._out_messages:  # noqa: SLF001
+                    return inner._do_on_publish(mid, success, no_properties)  # noqa: SLF001
+            return paho.MQTT_ERR_SUCCESS
+
+        inner._handle_pubackcomp = fast_puback  # type: ignore[method-assign]  # noqa: SLF001
+
+        loop = asyncio.get_running_loop()
+        loop_thread = threading.get_ident()
+        register, unregister = inner.on_socket_register_write, inner.on_socket_unregister_write
+        state = {"scheduled": False, "delegated": bool(inner._registered_write)}  # noqa: SLF001
+
+        def flush() -> None:
+            state["scheduled"] = False
+            if inner.socket() is None:
+                return
+            try:
+                inner.loop_write()
+                if not inner.want_write():
+                    return
+            except Exception:  # noqa: BLE001 - aiomqtt's writer writes again and handles the error
+                pass
+            state["delegated"] = True
+            sock = inner.socket()
+            if sock is not None and register is not None:
+                register(inner, None, sock)
+
+        def on_register_write(c: Any, userdata: Any, sock: Any) -> None:
+            if state["delegated"]:
+                return
+            if not state["scheduled"]:
+                state["scheduled"] = True
+                if threading.get_ident() == loop_thread:
+                    loop.call_soon(flush)
+                else:
+                    loop.call_soon_threadsafe(flush)
+
+        def on_unregister_write(c: Any, userdata: Any, sock: Any) -> None:
+            if state["delegated"]:
+                state["delegated"] = False
+                if unregister is not None:
+                    unregister(c, userdata, sock)
+
+        inner.on_socket_register_write = on_register_write
+        inner.on_socket_unregister_write = on_unregister_write
 
     def publish_nowait(self, topic: str, payload: bytes, qos: int, retain: bool, done: Done) -> None:
         """Send now; `done` is called once with the outcome (the hot path: no task, no timer per message).

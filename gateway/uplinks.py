@@ -79,6 +79,12 @@ class UplinkManager:
         self._rate = _Rate()
         self._sub = bus.subscribe("uplink", (Position, Telemetry, Event, Ack, DeviceStateChanged, LinkHealth,
                                              DispatchChanged, Order, AuditRecorded), maxsize=50_000)
+        # Per-device telemetry coalescing (off unless a device is listed): within each interval the newest value
+        # of each name wins and one telemetry message goes out at its end. For thin links (64 kbit/s satellite)
+        # and fast pollers; positions, events, acks and everything else are never coalesced.
+        self.telemetry_every_s: dict[str, float] = {}
+        self._coalescing: dict[str, Telemetry] = {}
+        self._coalesce_timers: dict[str, asyncio.TimerHandle] = {}
         self.order_acked: Callable[[str], None] | None = None  # the dispatcher learns which orders the broker holds
         self.status_extra: Callable[[], dict[str, Any]] | None = None  # the kit's health on the status topic
         self._tasks: list[asyncio.Task[Any]] = []
@@ -94,6 +100,9 @@ class UplinkManager:
                 out = wire.position(self.topics, msg, ob.next_position_seq(msg.device))
                 ob.put(out.topic, out.payload, POSITIONS, msg.device)
         elif isinstance(msg, Telemetry):
+            if msg.device in self.telemetry_every_s:
+                self._coalesce(msg)
+                return
             out = wire.telemetry(self.topics, msg)
             ob.put(out.topic, out.payload, TELEMETRY, msg.device)
         elif isinstance(msg, Event):
@@ -117,6 +126,31 @@ class UplinkManager:
         elif isinstance(msg, AuditRecorded):
             out = wire.audit(self.topics, msg)
             ob.put(out.topic, out.payload, URGENT, "")
+
+    def _coalesce(self, msg: Telemetry) -> None:
+        held = self._coalescing.get(msg.device)
+        if held is None:
+            self._coalescing[msg.device] = Telemetry(msg.device, msg.ts, dict(msg.values))
+            self._coalesce_timers[msg.device] = asyncio.get_running_loop().call_later(
+                self.telemetry_every_s[msg.device], self._flush_coalesced, msg.device)
+        else:
+            held.values.update(msg.values)  # the newest value of each name wins
+            held.ts = max(held.ts, msg.ts)
+
+    def _flush_coalesced(self, device: str) -> None:
+        self._coalesce_timers.pop(device, None)
+        held = self._coalescing.pop(device, None)
+        if held is not None:
+            out = wire.telemetry(self.topics, held)
+            self.outbox.put(out.topic, out.payload, TELEMETRY, device)
+
+    def flush_coalesced(self) -> None:
+        """Put every device's held telemetry in the outbox now (at a stop, so nothing held is lost)."""
+        for device in list(self._coalescing):
+            timer = self._coalesce_timers.pop(device, None)
+            if timer is not None:
+                timer.cancel()
+            self._flush_coalesced(device)
 
     def _link_health(self, msg: LinkHealth) -> None:
         for up in self.uplinks:
@@ -278,6 +312,7 @@ class UplinkManager:
         """Say goodbye on the active uplink: the devices' last states, then `offline` (no will fires)."""
         while not self._sub.queue.empty():  # what the bus still holds: devices just marked offline
             self._take(self._sub.get_nowait())
+        self.flush_coalesced()
         up = self.active
         if up is None or not up.link.connected.is_set():
             return
