@@ -63,6 +63,7 @@ def _open_options(url: str, options: dict[str, str]) -> dict[str, str]:
     if scheme in ("rtsp", "rtsps", "udp", "rtmp", "srt"):
         opts.update({"fflags": "nobuffer", "flags": "low_delay"})
     opts.update(options)
+    opts.pop("ingest", None)  # ours (native | ffmpeg), not FFmpeg's
     return opts
 
 

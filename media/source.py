@@ -24,6 +24,7 @@ from gateway.backoff import Backoff
 from media.gop import GopCache, VideoPacket
 from media.ingest import IngestThread, StreamInfo
 from media.recorder import RecordPolicy, Recorder
+from media.rtsp import RtspIngest, wants_native
 from media.transcode import Transcoder
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,8 @@ class StreamSource:
         self._rate: deque[tuple[float, int]] = deque(maxlen=300)  # (arrival, size) for fps and bitrate
         self._clock = _Clock()
         self._ended: asyncio.Future[str] | None = None
-        self._ingest: IngestThread | None = None
+        self._ingest: IngestThread | RtspIngest | None = None
+        self._native_rtsp = wants_native(cfg.url, cfg.options)  # else PyAV; `ingest: ffmpeg` asks for PyAV
         self._task: asyncio.Task[None] | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
         self._transcoder: Transcoder | None = None
@@ -187,11 +189,15 @@ class StreamSource:
             while True:
                 self._set_state("connecting")
                 self._ended = loop.create_future()
-                self._ingest = IngestThread(self.cfg.url, self.cfg.options, loop, self._on_info, self._on_packet,
-                                            self._on_end, on_audio=self._on_audio)
+                ingest_cls = RtspIngest if self._native_rtsp else IngestThread
+                self._ingest = ingest_cls(self.cfg.url, self.cfg.options, loop, self._on_info, self._on_packet,
+                                          self._on_end, on_audio=self._on_audio)
                 self._ingest.start()
                 backoff.connected()
                 reason = await self._ended
+                if isinstance(self._ingest, RtspIngest) and self._ingest.unsupported:
+                    log.warning("stream %s: %s; using the PyAV ingest from now on", self.cfg.id, reason)
+                    self._native_rtsp = False
                 self.last_error = reason
                 self.gop.clear()  # a new connection starts at its own keyframe
                 self.reconnects += 1
@@ -295,4 +301,5 @@ class StreamSource:
             "fps": round(fps, 1) if fps else None, "bitrate_kbps": round(kbps) if kbps else None,
             "viewers": len(self.viewers), "reconnects": self.reconnects, "last_error": self.last_error,
             "recording": self.recorder is not None,
+            "ingest": "native" if isinstance(self._ingest, RtspIngest) else "ffmpeg" if self._ingest else None,
         }
