@@ -58,9 +58,9 @@ class Gb28181Driver(Driver):
         self.by_kit_id = {st.cam.id: st for st in self.registrar.devices.values()}
         self.channel_devices: dict[str, tuple[DevState, Channel]] = {}
         self.live = Live(self.platform)
-        self.positions = Positions(self, self.platform)
-        self._catalogs: dict[str, Assembly] = {}
         self._sn = itertools.count(1)
+        self.positions = Positions(self, self.platform, lambda: next(self._sn))
+        self._catalogs: dict[str, Assembly] = {}
         self._ptz_waiters: dict[tuple[str, int], asyncio.Future[str]] = {}
         self._after: dict[str, asyncio.Task[None]] = {}  # per device: the catalog query and subscription after registering
         self._feed_ports: dict[str, int] = {}

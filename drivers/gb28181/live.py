@@ -136,15 +136,15 @@ class Live:
                 call.why = "the device closed the media connection"
         finally:
             sink.close()
+            if call is not None:
+                self.calls.pop(call.dialog.call_id, None)
+                if call.answered and not call.why.startswith("device BYE"):
+                    await self._bye(call)  # before the media closes: a device hangs up itself when it sees that
             await rin.close()
             for k, v in rin.stats().items():
                 self.counts[k] += v
             for k, v in sink.counts.items():
                 self.counts[f"ps_{k}"] += v
-            if call is not None:
-                self.calls.pop(call.dialog.call_id, None)
-                if call.answered and not call.why.startswith("device BYE"):
-                    await self._bye(call)
 
     async def _bye(self, call: Call) -> None:
         assert self.transport is not None and self.requests is not None

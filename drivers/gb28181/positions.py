@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from drivers.gb28181 import manscdp
@@ -29,8 +30,9 @@ RETRY_S = 60.0  # after a refused or failed SUBSCRIBE
 
 
 class Positions:
-    def __init__(self, driver: Gb28181Driver, platform: Platform) -> None:
+    def __init__(self, driver: Gb28181Driver, platform: Platform, next_sn: Callable[[], int]) -> None:
         self.driver = driver
+        self.next_sn = next_sn
         self.platform = platform
         self.transport: SipTransport | None = None
         self.requests: Requests | None = None
@@ -54,7 +56,7 @@ class Positions:
             peer = st.peer
             interval = max(1, int(st.cam.position_interval_s))
             expires = int(self.platform.subscribe_expires_s)
-            body = manscdp.build("Query", "MobilePosition", next(self.driver._sn), st.cam.device_id,
+            body = manscdp.build("Query", "MobilePosition", self.next_sn(), st.cam.device_id,
                                  [("Interval", str(interval))], self.platform.charset)
             fresh = dlg is None
             if dlg is None:
