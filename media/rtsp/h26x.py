@@ -75,7 +75,7 @@ class Depacketizer:
         self._fu: bytearray | None = None
         self._prefix: list[bytes] = []  # NAL units of a picture-less "access unit"
         self._await_key = True  # nothing goes out before the first keyframe
-        self._check_start = False  # after a gap: the next picture must begin with its first slice
+        self._check_start = True  # at the start and after a gap: the next picture must begin with its first slice
         self.dropped = 0  # access units dropped (broken, or waiting for a keyframe)
         self.marker_missing = 0  # access units closed by a timestamp change instead of the marker
         self.unsupported = 0  # packets of types we do not take (interleaved mode, PACI)
