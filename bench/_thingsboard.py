@@ -78,7 +78,7 @@ def timeseries(profile: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def write_config(workdir: Path, mqtt_port: int, modbus_port: int, units: list[int], poll_s: float,
-                 profile: dict[str, Any]) -> Path:
+                 profile: dict[str, Any], report_s: float | None = None) -> Path:
     conf = workdir / "config"
     conf.mkdir(parents=True, exist_ok=True)
     (workdir / "logs").mkdir(exist_ok=True)
@@ -86,7 +86,10 @@ def write_config(workdir: Path, mqtt_port: int, modbus_port: int, units: list[in
         "thingsboard": {"host": "127.0.0.1", "port": mqtt_port, "remoteShell": False, "remoteConfiguration": False,
                         "statistics": {"enable": False, "statsSendPeriodInSeconds": 3600},
                         "security": {"type": "accessToken", "accessToken": "bench"}, "qos": 1,
-                        "checkConnectorsConfigurationInSeconds": 3600, "reportStrategy": {"type": "ON_RECEIVED"}},
+                        "checkConnectorsConfigurationInSeconds": 3600,
+                        # every value as polled, or (report_s) the newest value of each key once per period
+                        "reportStrategy": ({"type": "ON_REPORT_PERIOD", "reportPeriod": int(report_s * 1000)}
+                                           if report_s else {"type": "ON_RECEIVED"})},
         "storage": {"type": "memory", "read_records_count": 100, "max_records_count": 100000},
         "grpc": {"enabled": False},
         "connectors": [{"type": "modbus", "name": "Modbus", "configuration": "modbus.json"}],
@@ -119,8 +122,8 @@ class TbGateway:
     """`thingsboard_gateway.tb_gateway` polling `units` on the Modbus TCP server, publishing to the broker."""
 
     def __init__(self, workdir: Path, mqtt_port: int, modbus_port: int, units: list[int], poll_s: float,
-                 profile: dict[str, Any]) -> None:
-        conf = write_config(workdir, mqtt_port, modbus_port, units, poll_s, profile)
+                 profile: dict[str, Any], report_s: float | None = None) -> None:
+        conf = write_config(workdir, mqtt_port, modbus_port, units, poll_s, profile, report_s)
         self.log = workdir / "tb-gateway.log"
         self._log = self.log.open("wb")
         env = {**os.environ, "TB_GW_CONFIG_DIR": str(conf) + os.sep}

@@ -25,7 +25,10 @@ connector reads). Rates: 10 units at 1 Hz and at 10 Hz.
 RATIO = (fieldgw CPU per register read) / (ThingsBoard CPU per register read), per rate,
 for the driver and for the whole gateway. Target <= 0.5 (lower is better).
 
-    .venv/bin/python -m bench.modbus_poll [--seconds S] [--warmup W] [--quick]
+    .venv/bin/python -m bench.modbus_poll [--seconds S] [--warmup W] [--quick] [--report-period S]
+
+--report-period S coalesces telemetry on both sides: fieldgw's gateway with UplinkManager.telemetry_every_s
+(one message per unit per S, the newest value of each name), ThingsBoard with reportStrategy ON_REPORT_PERIOD.
 
 The first run creates var/bench/tb-venv (pip, from PyPI; see bench/_thingsboard.py).
 """
@@ -115,13 +118,38 @@ async def serve_driver(transport: str, units: list[int], poll_s: float) -> None:
         drainer.cancel()
 
 
+# -- the whole gateway with telemetry coalescing (the kit schema has no setting for it yet) ----------------
+
+def serve_gateway(report_s: float, argv: list[str]) -> int:
+    """`fieldgw run KIT ...` (the same options) with every device's telemetry coalesced to one message per `report_s`."""
+    from gateway.app import Gateway, GatewayOptions
+    from gateway.cli import _load_or_exit, _setup_logging
+    from gateway.runner import run_gateway
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("kit", type=Path)
+    ap.add_argument("--data-dir", type=Path)
+    ap.add_argument("--http-port", type=int)
+    ap.add_argument("--mqtt")
+    ap.add_argument("--log-level")
+    a = ap.parse_args(argv)
+    _setup_logging(a.log_level)
+    loaded = _load_or_exit(a.kit)
+
+    async def started(gw: Gateway) -> None:
+        gw.uplinks.telemetry_every_s = {d.id: report_s for d in loaded.kit.devices}
+
+    opts = GatewayOptions(data_dir=a.data_dir, http_port=a.http_port, mqtt_url=a.mqtt)
+    return asyncio.run(run_gateway(loaded, opts, started))
+
+
 # -- the run --------------------------------------------------------------------------------------------
 
 class Peer:
     """One peer's process, polling `units` at `poll_s`."""
 
     def __init__(self, name: str, work: Path, modbus_port: int, mqtt_url: str, units: list[int], poll_s: float,
-                 profile: dict[str, Any]) -> None:
+                 profile: dict[str, Any], report_s: float | None = None) -> None:
         self.name = name
         transport = f"tcp://127.0.0.1:{modbus_port}"
         self.log = work / f"{name.replace(' ', '-')}-{poll_s:g}.log"
@@ -130,7 +158,7 @@ class Peer:
         if name == "ThingsBoard":
             tb_dir = work / f"tb-{poll_s:g}"
             tb_dir.mkdir()
-            self._tb = TbGateway(tb_dir, int(mqtt_url.rsplit(":", 1)[1]), modbus_port, units, poll_s, profile)
+            self._tb = TbGateway(tb_dir, int(mqtt_url.rsplit(":", 1)[1]), modbus_port, units, poll_s, profile, report_s)
             self.pid = self._tb.pid
             return
         with self.log.open("wb") as log:
@@ -143,6 +171,8 @@ class Peer:
                      "options": {"unit": u, "poll_s": poll_s}} for u in units])
                 args = [PYTHON, "-m", "gateway.cli", "run", str(kit), "--data-dir", str(work / f"data-{poll_s:g}"),
                         "--http-port", str(free_port()), "--mqtt", mqtt_url, "--log-level", "warning"]
+                if report_s:  # the same gateway, with UplinkManager.telemetry_every_s set for every unit
+                    args[1:4] = ["-m", "bench.modbus_poll", "--serve-gateway", str(report_s)]
             self._proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.pid = self._proc.pid
 
@@ -194,10 +224,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds after a peer reaches its rate (default 3)")
     ap.add_argument("--rates", default="1,10", help="poll rates in Hz (default 1,10)")
     ap.add_argument("--quick", action="store_true", help="8 s per peer and rate")
+    ap.add_argument("--report-period", type=float, metavar="S",
+                    help="coalesce telemetry: fieldgw's gateway sends one telemetry message per unit per S seconds "
+                         "(newest value of each name), ThingsBoard reports with reportStrategy ON_REPORT_PERIOD "
+                         "and reportPeriod S (the driver-only peer is unchanged)")
+    ap.add_argument("--serve-gateway", metavar="REPORT_S", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--serve-driver", metavar="TRANSPORT", help=argparse.SUPPRESS)
     ap.add_argument("--units", help=argparse.SUPPRESS)
     ap.add_argument("--poll-s", type=float, help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
+    a, rest = ap.parse_known_args(argv)
+    if a.serve_gateway:
+        return serve_gateway(a.serve_gateway, rest)
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     if a.serve_driver:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve_driver(a.serve_driver, [int(u) for u in a.units.split(",")], a.poll_s))
@@ -208,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     profile = yaml.safe_load((FIRMWARE / PROFILE).read_text())
     print(f"Modbus polling, {UNITS} EPEVER units over Modbus TCP, {seconds:g} s per peer and rate "
           f"({machine_note()}; thingsboard-gateway {tb_version})", flush=True)
+    print("telemetry: " + (f"coalesced to one message per unit per {a.report_period:g} s (fieldgw gateway "
+                           f"telemetry_every_s, ThingsBoard reportStrategy ON_REPORT_PERIOD)" if a.report_period else
+                           "every poll reported (fieldgw's default, ThingsBoard reportStrategy ON_RECEIVED)"), flush=True)
     units = {peer: list(range(1 + i * UNITS, 1 + (i + 1) * UNITS)) for i, peer in enumerate(PEERS)}
     all_units = [u for us in units.values() for u in us]
     results: list[Result] = []
@@ -220,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                 for i, rate in enumerate(rates):
                     order = PEERS[i % len(PEERS):] + PEERS[:i % len(PEERS)]
                     for name in order:
-                        peer = Peer(name, work, sim.ready["listen"][1], mqtt_url, units[name], 1.0 / rate, profile)
+                        peer = Peer(name, work, sim.ready["listen"][1], mqtt_url, units[name], 1.0 / rate, profile,
+                                    a.report_period)
                         try:
                             result = measure(peer, sim, units[name], rate, a.warmup, seconds)
                         finally:

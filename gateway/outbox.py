@@ -1,10 +1,14 @@
 """The durable store-and-forward outbox: nothing published from data is lost.
 
 - `put()` is synchronous and cheap; a writer task commits what arrived in
-  one transaction (group commit, fsync'd) as soon as the previous commit
-  finished (waiting 2 ms more when messages stream in), so under load many
-  messages share a commit and an idle gateway adds well under a millisecond. A message becomes sendable only once it is
-  on disk, and leaves the disk only after the broker's PUBACK (`acked()`).
+  one transaction (group commit, fsync'd). An ack, a critical event or a
+  position is committed as soon as the previous commit finished (waiting 2 ms
+  more when messages stream in), taking everything pending with it; other
+  telemetry, info events and bulk wait at most LAZY_WITHIN_S (50 ms) for a
+  commit to share, so a steady telemetry stream costs a few commits a second
+  instead of one per message. A message becomes sendable only once it is on
+  disk, and leaves the disk only after the broker's PUBACK (`acked()`; the
+  deletes go with the next commit, at the latest DELETE_WITHIN_S later).
 - Classes drain in order: 0 command acks and critical events, 1 positions,
   2 other telemetry and events, 3 bulk; inside a class, enqueue order, which
   keeps per-device order.

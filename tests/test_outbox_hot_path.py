@@ -21,6 +21,13 @@ from gateway.outbox import DELETE_WITHIN_S, LAZY_WITHIN_S, POSITIONS, TELEMETRY,
 from tests.helpers import MqttProbe, wait_for
 
 
+async def _opened(path: Path, online: bool = True) -> Outbox:
+    ob = Outbox(path)
+    await ob.open()
+    ob.online = online
+    return ob
+
+
 def _rows(path: Path) -> int:
     db = sqlite3.connect(path)
     try:
@@ -31,9 +38,7 @@ def _rows(path: Path) -> int:
 
 async def test_telemetry_waits_for_a_shared_commit_and_is_sendable_only_after_it(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite3"
-    ob = Outbox(path)
-    await ob.open()
-    ob.online = True
+    ob = await _opened(path)
     t0 = time.monotonic()
     for i in range(5):
         ob.put("t/tel", json.dumps({"id": f"m{i}", "n": i}).encode(), TELEMETRY, "d1")
@@ -50,9 +55,7 @@ async def test_telemetry_waits_for_a_shared_commit_and_is_sendable_only_after_it
 
 async def test_an_urgent_message_commits_at_once_with_the_pending_telemetry_in_order(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite3"
-    ob = Outbox(path)
-    await ob.open()
-    ob.online = True
+    ob = await _opened(path)
     ob.put("t/tel", b'{"n":1}', TELEMETRY, "d1")
     ob.put("t/tel", b'{"n":2}', TELEMETRY, "d1")
     ob.put("t/pos", b'{"n":3}', POSITIONS, "d1")
@@ -69,9 +72,7 @@ async def test_an_urgent_message_commits_at_once_with_the_pending_telemetry_in_o
 
 async def test_acknowledged_rows_are_deleted_within_the_bound_without_new_traffic(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite3"
-    ob = Outbox(path)
-    await ob.open()
-    ob.online = True
+    ob = await _opened(path)
     for i in range(3):
         ob.put("t/pos", b'{"n":%d}' % i, POSITIONS, "d1")
     items = [await asyncio.wait_for(ob.take(), 2) for _ in range(3)]
@@ -88,8 +89,7 @@ async def test_acknowledged_rows_are_deleted_within_the_bound_without_new_traffi
 
 async def test_close_commits_pending_telemetry_without_waiting_for_its_timer(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite3"
-    ob = Outbox(path)
-    await ob.open()
+    ob = await _opened(path, online=False)
     for i in range(100):
         ob.put("t/tel", b'{"n":%d}' % i, TELEMETRY, "d1")
     t0 = time.monotonic()
@@ -137,8 +137,7 @@ async def test_telemetry_coalescing_is_per_device_newest_value_wins_and_nothing_
     for dev in ("p1", "p2"):
         registry.add(Device(id=dev, kind="power", driver="modbus_power", name=dev))
     bus.add_tap(registry.tap)
-    ob = Outbox(tmp_path / "o.sqlite3")
-    await ob.open()
+    ob = await _opened(tmp_path / "o.sqlite3", online=False)
     mgr = UplinkManager([], ob, bus, registry, wire.Topics("k"), "test")
     assert mgr.telemetry_every_s == {}  # off unless a device is listed
     mgr.telemetry_every_s = {"p1": 0.2}
