@@ -27,7 +27,7 @@ for the driver and for the whole gateway. Target <= 0.5 (lower is better).
 
     .venv/bin/python -m bench.modbus_poll [--seconds S] [--warmup W] [--quick] [--report-period S]
 
---report-period S coalesces telemetry on both sides: fieldgw's gateway with UplinkManager.telemetry_every_s
+--report-period S coalesces telemetry on both sides: fieldgw's gateway with the kit's telemetry_every_s
 (one message per unit per S, the newest value of each name), ThingsBoard with reportStrategy ON_REPORT_PERIOD.
 
 The first run creates var/bench/tb-venv (pip, from PyPI; see bench/_thingsboard.py).
@@ -118,31 +118,6 @@ async def serve_driver(transport: str, units: list[int], poll_s: float) -> None:
         drainer.cancel()
 
 
-# -- the whole gateway with telemetry coalescing (the kit schema has no setting for it yet) ----------------
-
-def serve_gateway(report_s: float, argv: list[str]) -> int:
-    """`fieldgw run KIT ...` (the same options) with every device's telemetry coalesced to one message per `report_s`."""
-    from gateway.app import Gateway, GatewayOptions
-    from gateway.cli import _load_or_exit, _setup_logging
-    from gateway.runner import run_gateway
-
-    ap = argparse.ArgumentParser()
-    ap.add_argument("kit", type=Path)
-    ap.add_argument("--data-dir", type=Path)
-    ap.add_argument("--http-port", type=int)
-    ap.add_argument("--mqtt")
-    ap.add_argument("--log-level")
-    a = ap.parse_args(argv)
-    _setup_logging(a.log_level)
-    loaded = _load_or_exit(a.kit)
-
-    async def started(gw: Gateway) -> None:
-        gw.uplinks.telemetry_every_s = {d.id: report_s for d in loaded.kit.devices}
-
-    opts = GatewayOptions(data_dir=a.data_dir, http_port=a.http_port, mqtt_url=a.mqtt)
-    return asyncio.run(run_gateway(loaded, opts, started))
-
-
 # -- the run --------------------------------------------------------------------------------------------
 
 class Peer:
@@ -166,13 +141,12 @@ class Peer:
                 args = [PYTHON, "-m", "bench.modbus_poll", "--serve-driver", transport,
                         "--units", ",".join(map(str, units)), "--poll-s", str(poll_s)]
             else:
+                coalesce = {"telemetry_every_s": report_s} if report_s else {}  # the kit's own setting
                 kit = write_kit(work / f"kit-{poll_s:g}.yaml", [
                     {"id": f"unit-{u}", "driver": "modbus_power", "transport": transport, "profile": PROFILE,
-                     "options": {"unit": u, "poll_s": poll_s}} for u in units])
+                     "options": {"unit": u, "poll_s": poll_s}, **coalesce} for u in units])
                 args = [PYTHON, "-m", "gateway.cli", "run", str(kit), "--data-dir", str(work / f"data-{poll_s:g}"),
                         "--http-port", str(free_port()), "--mqtt", mqtt_url, "--log-level", "warning"]
-                if report_s:  # the same gateway, with UplinkManager.telemetry_every_s set for every unit
-                    args[1:4] = ["-m", "bench.modbus_poll", "--serve-gateway", str(report_s)]
             self._proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.pid = self._proc.pid
 
@@ -228,13 +202,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="coalesce telemetry: fieldgw's gateway sends one telemetry message per unit per S seconds "
                          "(newest value of each name), ThingsBoard reports with reportStrategy ON_REPORT_PERIOD "
                          "and reportPeriod S (the driver-only peer is unchanged)")
-    ap.add_argument("--serve-gateway", metavar="REPORT_S", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--serve-driver", metavar="TRANSPORT", help=argparse.SUPPRESS)
     ap.add_argument("--units", help=argparse.SUPPRESS)
     ap.add_argument("--poll-s", type=float, help=argparse.SUPPRESS)
     a, rest = ap.parse_known_args(argv)
-    if a.serve_gateway:
-        return serve_gateway(a.serve_gateway, rest)
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     if a.serve_driver:

@@ -96,8 +96,9 @@ def create_app(gw: Gateway) -> FastAPI:
         except CommandRefused as exc:
             await gw.audit_trail.command(who, device_id, body["command"], body.get("args", {}), None, exc.message)
             raise ApiError(exc.http_status, exc.code, exc.message) from None
+        answer = {"id": record.id, "status": record.status}  # as accepted: it may be `sent` by the time the audit is on disk
         await gw.audit_trail.command(who, device_id, record.command, record.args, record.id)
-        return {"id": record.id, "status": record.status}
+        return answer
 
     @app.get("/api/v1/commands/{cmd_id}")
     async def command_record(cmd_id: str, _: Principal = Depends(require("viewer"))) -> dict[str, Any]:

@@ -101,6 +101,7 @@ class Gateway:
         self.broker: EmbeddedBroker | None = None
         self.uplinks = UplinkManager(self._build_uplinks(), self.outbox, self.bus, self.registry, self.topics, self.version)
         self.uplinks.order_acked = self.dispatcher.order_acked
+        self.uplinks.telemetry_every_s = {d.id: d.telemetry_every_s for d in self.kit.devices if d.telemetry_every_s}
         self.kit_health = KitHealth(self.bus, self.registry, self._streams_live)
         self.uplinks.status_extra = self.kit_health.summary
         self.http_port = opts.http_port

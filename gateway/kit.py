@@ -110,6 +110,9 @@ class DeviceConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     dispatch_mqtt: bool = False  # reads its orders over IP at {root}/devices/{id}/orders (a team tablet)
     dispatch_via: list[str] = Field(default_factory=list)  # the team's other terminals that also carry its orders
+    # at most one telemetry message per this many seconds to the uplink (newest value of each name wins);
+    # None: every message, as the driver publishes it (a 64 kbit/s satellite uplink wants a few seconds here)
+    telemetry_every_s: float | None = Field(default=None, gt=0, le=3600)
 
 
 class RecordConfig(_Strict):

@@ -22,6 +22,7 @@ from gateway.registry import DeviceRegistry
 WINDOW_S = 1800.0  # the trend looks at the last 30 minutes
 MIN_SPAN_S = 60.0  # … and needs readings over at least a minute
 MAX_SAMPLES = 720  # per device (one every 2.5 s over the window); older ones go first
+REFIT_S = 5.0  # the trend is refitted at most this often (sample time)
 CLEAR_FACTOR = 1.5
 DEFAULT_CRITICAL_H = 2.0
 
@@ -30,6 +31,7 @@ DEFAULT_CRITICAL_H = 2.0
 class _Battery:
     samples: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=MAX_SAMPLES))  # (t s, soc %)
     alarmed: bool = False
+    _trend: tuple[float, float | None] | None = None  # (sample time it was fitted at, slope)
 
     def add(self, t: float, soc: float) -> None:
         self.samples.append((t, soc))
@@ -37,7 +39,18 @@ class _Battery:
             self.samples.popleft()
 
     def trend_pct_per_h(self) -> float | None:
-        """The least-squares slope of SOC over time (negative while discharging), or None if too little data."""
+        """The least-squares slope of SOC over time (negative while discharging), or None if too little data.
+
+        Refitted at most every REFIT_S of sample time: a unit polled at 10 Hz would otherwise pay a fit over
+        up to MAX_SAMPLES readings per message, for a figure that moves over minutes."""
+        if not self.samples:
+            return None
+        now = self.samples[-1][0]
+        if self._trend is None or not 0 <= now - self._trend[0] < REFIT_S:
+            self._trend = (now, self._fit())
+        return self._trend[1]
+
+    def _fit(self) -> float | None:
         n = len(self.samples)
         if n < 3 or self.samples[-1][0] - self.samples[0][0] < MIN_SPAN_S:
             return None

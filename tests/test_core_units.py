@@ -242,3 +242,17 @@ def test_run_listens_where_told_and_warns_off_loopback(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "without TLS: passwords and bearer tokens cross the network in clear text" in out
+
+
+def test_a_kit_can_coalesce_a_devices_telemetry(tmp_path: Path) -> None:
+    from gateway.app import Gateway, GatewayOptions
+    from tests.procs import drone, free_port, write_kit
+
+    kit = write_kit(tmp_path / "kit.yaml", [{**drone("drone-1", free_port(), 1), "telemetry_every_s": 5},
+                                            drone("drone-2", free_port(), 2)])
+    gw = Gateway(load_kit(kit), GatewayOptions(data_dir=tmp_path / "data", http_port=0, mqtt_port=free_port()))
+    assert gw.uplinks.telemetry_every_s == {"drone-1": 5}  # drone-2: every message, the default
+    gw.users.close()
+    bad = write_kit(tmp_path / "bad.yaml", [{**drone("drone-1", free_port(), 1), "telemetry_every_s": 0}])
+    with pytest.raises(KitError, match="telemetry_every_s"):
+        load_kit(bad)
