@@ -34,6 +34,7 @@ MAX_TCP_CONNECTIONS = 4096
 MAX_PENDING = 8192
 CACHE_SIZE = 4096
 CACHE_TTL = 32.0
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024  # the kernel's queue for the SIP socket (the only receive queue: no other)
 
 
 @dataclass(eq=False)
@@ -91,10 +92,17 @@ class SipTransport:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(self.host, self.port),
-                                                           reuse_port=False)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            with contextlib.suppress(OSError):  # a thousand devices registering at once must not overflow it
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=sock)
         if self.port == 0:
-            self.port = self._udp.get_extra_info("sockname")[1]
+            self.port = sock.getsockname()[1]
         self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True)
 
     async def close(self) -> None:
