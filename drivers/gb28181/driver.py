@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from drivers.gb28181 import catalog, manscdp, options, ptz, sip
 from drivers.gb28181.catalog import Assembly
-from drivers.gb28181.dialog import MANSCDP, Requests
+from drivers.gb28181.dialog import Requests
 from drivers.gb28181.feed import FeedServer, PsSink
 from drivers.gb28181.live import Live
 from drivers.gb28181.positions import Positions
