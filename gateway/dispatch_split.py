@@ -49,11 +49,9 @@ def _split_into(text: str, size: Callable[[str], int], max_size: int, count: int
 
 
 def _renumber(parts: list[str], n: int) -> list[str]:
-    out = []
-    for k, p in enumerate(parts, 1):
-        body = p[p.index(")") + 1:]
-        out.append(f"({k}/{n})" + body)
-    return out
+    """Fewer parts than planned: number them again (one part carries no `(1/1)`)."""
+    bodies = [p[p.index(")") + 1:] for p in parts]
+    return bodies if n == 1 else [f"({k}/{n})" + body for k, body in enumerate(bodies, 1)]
 
 
 def fit(text: str, size: Callable[[str], int], max_size: int, max_parts: int) -> tuple[list[str], str]:

@@ -33,7 +33,8 @@ class Transcoder:
         self.loop = loop
         self.output = output
         self.bitrate_kbps = bitrate_kbps
-        self.gop = max(1, int(round(gop_s * (fps or 30.0))))
+        self.fps = fps or 30.0
+        self.gop = max(1, int(round(gop_s * self.fps)))
         self.dropped = 0
         self.frames = 0
         self._in: queue.Queue[tuple[bytes, int, bool] | None] = queue.Queue(INPUT_QUEUE)
@@ -76,6 +77,9 @@ class Transcoder:
         enc = av.CodecContext.create("libx264", "w")
         enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
         enc.time_base = Fraction(1, 90000)
+        # without a frame rate x264 budgets the bit rate as if at 1/time_base frames per second: ~0 bits a
+        # frame, every P-frame skipped, a picture that moves only at key frames
+        enc.framerate = Fraction(self.fps).limit_denominator(1001)
         enc.bit_rate = self.bitrate_kbps * 1000
         enc.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
                        "g": str(self.gop), "keyint_min": str(self.gop), "bf": "0", "repeat-headers": "1",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.bus import Bus
@@ -33,6 +33,7 @@ def ucs2(text: str) -> int:
 
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(min_size=1, max_size=400), max_size=st.integers(16, 200), max_parts=st.integers(1, 6))
+@example(text=".0\U00010000000\U00010000", max_size=16, max_parts=2)  # shortened into one part: no "(1/1)"
 def test_fit_parts_fit_and_keep_the_text(text: str, max_size: int, max_parts: int) -> None:
     parts, note = fit(text, ucs2, max_size, max_parts)
     assert 1 <= len(parts) <= max_parts

@@ -153,7 +153,7 @@ async def test_live_video_over_tcp_media(tmp_path: Path, media: str, sip: str, c
         pc, frames, location = await watch(client, "dome-1-ch1")
         try:
             got = await frames_of(frames, 30)
-            assert distinct(got) > (15 if codec == "h264" else 1)  # H.265: see the xfail test below
+            assert distinct(got) > (15 if codec == "h264" else 1)  # H.265: the picture's motion, in the test below
             call = sim.control("status")["streams"][0]
             assert call["transport"] == "TCP" and call["setup"] == ("active" if media == "tcp-passive" else "passive")
             listed = next(s for s in (await client.get("/api/v1/streams")).json() if s["id"] == "dome-1-ch1")
@@ -194,9 +194,6 @@ async def test_camera_reboot_mid_stream_viewer_resumes(tmp_path: Path) -> None:
             await pc.close()
 
 
-@pytest.mark.xfail(strict=True, reason="media/transcode.py opens libx264 without a frame rate: x264 budgets the bitrate "
-                   "at 90000 fps (time_base 1/90000) and skips every P-frame, so a transcoded picture moves only at key "
-                   "frames (reported; enc.framerate fixes it). Strict: this starts failing when that is fixed.")
 async def test_h265_channel_transcoded_picture_moves(tmp_path: Path) -> None:
     async with camera_kit(tmp_path, sim_args=("--codec", "h265")) as (gw, client, sim):
         pc, frames, location = await watch(client, "dome-1-ch1")
