@@ -736,3 +736,21 @@ async def test_a_camera_without_h264_or_h265_is_left_to_pyav() -> None:
     mjpeg = "v=0\r\ns=x\r\nm=video 0 RTP/AVP 26\r\na=control:trackID=0\r\n"
     ingest, sink = await _until_end(StubCamera("basic", sdp=mjpeg), "admin:s3cret")
     assert ingest.unsupported and "JPEG" in sink.ends[0]
+
+
+def test_frame_rate_from_timestamps_when_neither_sdp_nor_sps_says() -> None:
+    """The first frame waits for the second (once), so on_info carries the rate before any packet."""
+    from media.rtsp.ingest import VideoTrack
+
+    sps = _encoded_sps("libx265", 320, 240)  # x265's VUI timing is not read: only the size comes from it
+    media = parse_sdp("v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n"
+                      f"a=fmtp:96 sprop-sps={base64.b64encode(sps).decode()}\r\n").media[0]
+    events: list[object] = []
+    track = VideoTrack(media, events.append, lambda d, p, k: events.append((p, k)))
+    assert events == []
+    idr, trail = hevc_nal(19, b"\x80" + bytes(50)), hevc_nal(1, b"\x80" + bytes(20))
+    track.rtp(rtp(idr, 1, 1000, True), 0.0)
+    assert events == [], "held until the rate is known"
+    track.rtp(rtp(trail, 2, 4600, True), 0.04)
+    track.rtp(rtp(trail, 3, 8200, True), 0.08)
+    assert events == [StreamInfo("hevc", 320, 240, 25.0), (0, True), (3600, False), (7200, False)]

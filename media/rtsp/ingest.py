@@ -59,6 +59,9 @@ class VideoTrack:
         self.unwrap = Unwrap()
         self.first_ts: int | None = None
         self.info: StreamInfo | None = None
+        self._told: StreamInfo | None = None
+        self.measured_fps = 0.0
+        self._held: tuple[bytes, int, bool] | None = None
         self.frames = 0
         self.ssrc: int | None = None
         self.foreign_pt = 0
@@ -66,17 +69,20 @@ class VideoTrack:
             self._announce()
 
     def _announce(self) -> bool:
+        """Work out the stream's info; tell on_info once the frame rate is known (SDP a=framerate, the
+        SPS's VUI timing, else the first two frames' timestamps: the first frame then waits for the
+        second, once, so a transcoder is set up with the right rate before any packet)."""
         sps = self.sets.sps
         dims = sps_info(self.codec, sps) if sps else None
         if dims is None:
             if self.media.dimensions is None:
                 return False
             dims = (*self.media.dimensions, None)
-        fps = self.media.framerate or dims[2] or 0.0
-        info = StreamInfo(self.codec, dims[0], dims[1], float(fps))
-        if info != self.info:
-            self.info = info
-            self.on_info(info)
+        fps = self.media.framerate or dims[2] or self.measured_fps
+        self.info = StreamInfo(self.codec, dims[0], dims[1], float(fps))
+        if (self.info.fps or self.frames) and self.info != self._told:
+            self._told = self.info
+            self.on_info(self.info)
         return True
 
     def rtp(self, data: bytes, arrival: float) -> None:
@@ -106,8 +112,20 @@ class VideoTrack:
         ts = self.unwrap(au.ts)
         if self.first_ts is None:
             self.first_ts = ts
+        data = b"".join(START + n for n in nals)
+        assert self.info is not None
+        if not self.info.fps and not self.frames and self._held is None:
+            self._held = (data, ts, au.keyframe)  # until the next frame gives the rate
+            return
+        if self._held is not None:
+            held, self._held = self._held, None
+            if ts > held[1]:
+                self.measured_fps = round(90000 / (ts - held[1]), 3)
+            self.frames += 1
+            self._announce()
+            self.on_packet(held[0], held[1] - self.first_ts, held[2])
         self.frames += 1
-        self.on_packet(b"".join(START + n for n in nals), ts - self.first_ts, au.keyframe)
+        self.on_packet(data, ts - self.first_ts, au.keyframe)
 
 
 class RtspIngest:
