@@ -28,6 +28,12 @@ Measured:
      1 and 8 viewers (target 8 <= 1.2 x 1)
 
     .venv/bin/python -m bench.video_relay [--quick] [--window S] [--joins N] [--no-h265]
+        [--cpu-only] [--repeat N] [--profile DIR]
+
+  --cpu-only   parts 1 and 2 only (the CPU windows; the latency is collected in the same windows)
+  --repeat N   part 1 N times over (fieldgw then Janus each time): the spread of the ratios
+  --profile D  after each fieldgw window with viewers, `py-spy record` the gateway for 10 s at that
+               viewer count into D/fieldgw-N.txt (raw collapsed stacks; not during a CPU window)
 """
 
 from __future__ import annotations
@@ -131,8 +137,17 @@ def measure_cpu(pid: int, window: float) -> float:
     return (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
 
 
+def pyspy(pid: int, out: Path, seconds: float = 10.0) -> None:
+    """Sample `pid` with py-spy (on the other core) into `out` as raw collapsed stacks."""
+    exe = Path(PYTHON).with_name("py-spy")
+    subprocess.run(["taskset", "-c", str(OTHER_CPU), str(exe), "record", "-p", str(pid), "-d", str(int(seconds)),
+                    "-r", "200", "--nonblocking", "-f", "raw", "-o", str(out)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    print(f"  py-spy: {out}", flush=True)
+
+
 def cpu_series(agent: Agent, pid: int, counts: list[int], window: float, settle: float,
-               others: list[subprocess.Popen[Any]], **target: Any
+               others: list[subprocess.Popen[Any]], profile: Path | None = None, **target: Any
                ) -> tuple[list[dict], dict[int, dict]]:
     rows: list[dict] = []
     lat: dict[int, dict] = {}
@@ -159,6 +174,8 @@ def cpu_series(agent: Agent, pid: int, counts: list[int], window: float, settle:
         rows.append({"n": n, "cpu": cpu, "agent_cpu": agent_cpu, "others_cpu": others_cpu, "fps_min": min(fps) if fps else None,
                      "fps_mean": sum(fps) / len(fps) if fps else None})
         lat[n] = st
+        if profile is not None and n:
+            pyspy(pid, profile / f"{target['target']}-{n}.txt")
     agent(op="close")
     return rows, lat
 
@@ -175,6 +192,22 @@ def print_cpu(name: str, rows: list[dict]) -> None:
         fps = f", viewer fps min {r['fps_min']:.1f} mean {r['fps_mean']:.1f}" if r["fps_min"] is not None else ""
         fps += f" [core 1: viewers {r['agent_cpu']:.2f}, camera+feed {r['others_cpu']:.2f} CPU-s/s]"
         print(f"  {name:8s} {r['n']:2d} viewers: {r['cpu']:.3f} CPU-s/s{per}{fps}", flush=True)
+
+
+def cpu_summary(repeats: list[tuple[dict[int, float], dict[int, float]]], counts: list[int]) -> None:
+    for n in counts[1:]:
+        for i, (mf, mj) in enumerate(repeats):
+            tag = f" (run {i + 1})" if len(repeats) > 1 else ""
+            if n in mj:
+                print(f"RATIO fieldgw/janus marginal CPU per viewer at {n:2d} viewers = {mf[n] / mj[n]:.2f} "
+                      f"({mf[n]:.1f} vs {mj[n]:.1f} ms/s; target <= {TARGET_RATIO}){tag}", flush=True)
+            else:
+                print(f"fieldgw marginal CPU per viewer at {n} viewers = {mf[n]:.1f} ms/s{tag} "
+                      "(no Janus in this run; janus-peer.md measured 12.0 / 7.25 / 7.75 ms/s at 1 / 4 / 16)")
+        ratios = [mf[n] / mj[n] for mf, mj in repeats if n in mj and mj[n] > 0]
+        if len(ratios) > 1:
+            print(f"  RATIO at {n:2d} viewers over {len(ratios)} runs: min {min(ratios):.2f}, "
+                  f"median {percentile(ratios, 50):.2f}, max {max(ratios):.2f}", flush=True)
 
 
 def lat_summary(st: dict) -> dict[str, list[float]]:
@@ -248,15 +281,20 @@ def run(args: argparse.Namespace) -> int:
             # 1. CPU per viewer (+ 2. latency, collected during the same windows)
             print("\n1. server CPU (server pinned to core 0; camera, feed and viewers on core 1), "
                   f"{window:.0f} s windows", flush=True)
-            rows_f, lat_f = cpu_series(agent, gw.proc.pid, counts, window, settle, procs, **fg)
-            print_cpu("fieldgw", rows_f)
-            rows_j: list[dict] = []
-            if janus is not None:
-                rows_j, _ = cpu_series(agent, janus.proc.pid, counts, window, settle, procs, target="janus",
-                                       base=janus.base, mount=1)
-                print_cpu("janus", rows_j)
-            mf = marginal(rows_f)
-            mj = marginal(rows_j) if rows_j else {}
+            repeats: list[tuple[dict[int, float], dict[int, float]]] = []
+            for rep in range(args.repeat):
+                if args.repeat > 1:
+                    print(f" run {rep + 1}/{args.repeat}", flush=True)
+                rows_f, lat_f = cpu_series(agent, gw.proc.pid, counts, window, settle, procs,
+                                           profile=args.profile if rep == 0 else None, **fg)
+                print_cpu("fieldgw", rows_f)
+                rows_j: list[dict] = []
+                if janus is not None:
+                    rows_j, _ = cpu_series(agent, janus.proc.pid, counts, window, settle, procs, target="janus",
+                                           base=janus.base, mount=1)
+                    print_cpu("janus", rows_j)
+                repeats.append((marginal(rows_f), marginal(rows_j) if rows_j else {}))
+            mf, mj = repeats[-1]
             top = counts[-1]
 
             print("\n2. fieldgw latency from the camera's SEI send stamp (same host clock)", flush=True)
@@ -269,6 +307,12 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {n:2d} viewers  decoded without aiortc's hold (viewer 0): {pq(s['decoded_minus_hold'])}",
                       flush=True)
                 results[f"lat{n}"] = s
+
+            if args.cpu_only:
+                print(flush=True)
+                cpu_summary(repeats, counts)
+                print(f"took {time.monotonic() - t_start:.0f} s")
+                return 0
 
             # 3. time to first decoded frame
             nj = args.joins
@@ -302,13 +346,7 @@ def run(args: argparse.Namespace) -> int:
 
             # summary
             print(flush=True)
-            for n in counts[1:]:
-                if n in mj:
-                    print(f"RATIO fieldgw/janus marginal CPU per viewer at {n:2d} viewers = {mf[n] / mj[n]:.2f} "
-                          f"({mf[n]:.1f} vs {mj[n]:.1f} ms/s; target <= {TARGET_RATIO})", flush=True)
-                else:
-                    print(f"fieldgw marginal CPU per viewer at {n} viewers = {mf[n]:.1f} ms/s "
-                          "(no Janus in this run; janus-peer.md measured 12.0 / 7.25 / 7.75 ms/s at 1 / 4 / 16)")
+            cpu_summary(repeats, counts)
             for n in (1, top):
                 s_ = results[f"lat{n}"]
                 if s_["arrive"]:
@@ -349,9 +387,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=float, help="CPU window per viewer count, seconds (default 6; quick 2)")
     ap.add_argument("--joins", type=int, help="joins per server for time to first frame (default 20; quick 5)")
     ap.add_argument("--no-h265", action="store_true", help="skip the H.265 transcoding part")
+    ap.add_argument("--cpu-only", action="store_true", help="parts 1 and 2 only (CPU windows and their latency)")
+    ap.add_argument("--repeat", type=int, default=1, help="run part 1 this many times (the spread of the ratio)")
+    ap.add_argument("--profile", type=Path, help="py-spy the gateway 10 s at each viewer count into this directory")
     args = ap.parse_args(argv)
     args.window = args.window or (2.0 if args.quick else 6.0)
     args.joins = args.joins or (5 if args.quick else 20)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     return run(args)
 
 
