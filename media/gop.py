@@ -8,7 +8,7 @@ keyframe (a late joiner then waits for it, as with any relay).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +16,9 @@ class VideoPacket:
     data: bytes  # Annex-B, parameter sets before keyframes
     pts: int  # 90 kHz, monotonic per stream
     keyframe: bool
+    # RTP payloads by packetizer ("h264"), filled by the first viewer's sender and shared by all
+    # (media/fanout.py): an access unit is packetized once per stream, not once per viewer
+    rtp: dict[str, list[bytes]] = field(default_factory=dict, compare=False, repr=False)
 
 
 class GopCache:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
+from media.fanout import use_fanout
 from media.source import StreamSource, Viewer
 from media.track import AudioPassthroughTrack, PassthroughTrack
 
@@ -80,6 +81,7 @@ class WhepSessions:
         viewer = stream.subscribe()
         try:
             transceiver = pc.addTransceiver(PassthroughTrack(viewer), direction="sendonly")
+            use_fanout(transceiver.sender)  # packetized once per stream, see media/fanout.py
             codecs = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == mime]
             if mime == "video/H264":  # packetization-mode 1, as aiortc's packetizer produces
                 codecs = [c for c in codecs if c.parameters.get("packetization-mode") == "1"] or codecs
