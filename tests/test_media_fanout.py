@@ -70,6 +70,7 @@ async def test_two_viewers_share_one_packetization_and_both_decode(tmp_path: Pat
     real_handle = RTCRtpReceiver._handle_rtp_packet
 
     async def handle(self: Any, packet: RtpPacket, arrival_time_ms: int) -> None:
+        assert packet.extensions.mid is not None and packet.extensions.abs_send_time is not None
         received[id(self)].append((packet.sequence_number, packet.timestamp, packet.marker))
         await real_handle(self, packet, arrival_time_ms)
 
@@ -125,8 +126,10 @@ async def test_nack_retransmits_the_plain_packet_or_its_rtx_wrapping() -> None:
     dtls = _FakeDtls()
     sender = RTCRtpSender("video", dtls)  # type: ignore[arg-type]
     fanout.use_fanout(sender)
-    plain = RtpPacket(payload_type=102, sequence_number=7, timestamp=1234, ssrc=sender._ssrc, payload=b"au").serialize()
-    sender._fanout_history = {7: (7, plain)}  # type: ignore[attr-defined]
+    au_head = RtpPacket(payload_type=102, sequence_number=0, timestamp=1234, ssrc=sender._ssrc).serialize()
+    sender._fanout_history = {7: (7, au_head, b"au", True)}  # type: ignore[attr-defined]
+    plain = RtpPacket(payload_type=102, sequence_number=7, timestamp=1234, ssrc=sender._ssrc, marker=1,
+                      payload=b"au").serialize()
     await sender._retransmit(7 + 128)  # an older packet in the same slot: nothing
     await sender._retransmit(7)
     assert dtls.sent == [plain]
@@ -136,6 +139,33 @@ async def test_nack_retransmits_the_plain_packet_or_its_rtx_wrapping() -> None:
     assert (rtx.payload_type, rtx.ssrc, rtx.payload) == (103, sender._rtx_ssrc, b"\x00\x07au")
     with pytest.raises(TypeError):
         fanout.use_fanout(sender)  # already swapped
+
+
+def test_ntp_now_is_aiortcs_clock() -> None:
+    from aiortc import clock
+    a = clock.current_ntp_time()
+    b = fanout.ntp_now()
+    c = clock.current_ntp_time()
+    assert a - (1 << 28) <= b <= c + (1 << 28)  # within 1/16 s of two readings around it
+
+
+@pytest.mark.parametrize("extensions", [["mid", "abs"], ["mid"], []])
+async def test_header_template_is_aiortcs_serialization(extensions: list[str]) -> None:
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    uris = {"mid": "urn:ietf:params:rtp-hdrext:sdes:mid",
+            "abs": "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"}
+    sender = RTCRtpSender("video", _FakeDtls())  # type: ignore[arg-type]
+    fanout.use_fanout(sender)
+    params = RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(id=i + 3, uri=uris[e])
+                                                for i, e in enumerate(extensions)])
+    ext_map = sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
+    ext_map.configure(params)
+    sender._RTCRtpSender__mid = "0"  # type: ignore[attr-defined]
+    for ts, ntp in ((0, 0), (123456789, fanout.ntp_now()), (0xFFFFFFFF, (1 << 64) - 1)):
+        expected = RtpPacket(payload_type=102, sequence_number=0, timestamp=ts, ssrc=sender._ssrc)
+        expected.extensions.abs_send_time = (ntp >> 14) & 0xFFFFFF
+        expected.extensions.mid = "0"
+        assert bytes(sender._header(102, ts, ntp)) == expected.serialize(ext_map)
 
 
 def test_import_check_fails_loudly_when_aiortc_internals_change(monkeypatch: pytest.MonkeyPatch) -> None:
