@@ -74,6 +74,7 @@ def _check_internals() -> None:
     missing: list[str] = []
     sender_names = set(RTCRtpSender.__init__.__code__.co_names) | set(RTCRtpSender.replaceTrack.__code__.co_names)
     missing += [f"RTCRtpSender.{a}" for a in _SENDER_ATTRS if f"_RTCRtpSender{a}" not in sender_names]
+    missing += [f"RTCRtpSender.{a}" for a in ("_enabled", "_ssrc", "_rtx_ssrc") if a not in sender_names]
     run_rtp = RTCRtpSender._run_rtp
     if run_rtp.__code__.co_argcount != 2 or run_rtp.__code__.co_varnames[:2] != ("self", "codec"):
         missing.append("RTCRtpSender._run_rtp(self, codec)")
