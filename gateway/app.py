@@ -129,6 +129,13 @@ class Gateway:
             return None
         if any(s.cfg.url == msg.url for s in self.media.sources.values()):
             return None
+        known = self.media.sources.get(msg.stream)
+        if known is not None and known.cfg.device == msg.device:
+            # the device came back with another URL (a camera after a reboot or a reconfiguration):
+            # the source's next (re)connect opens the URL it gives now
+            log.info("stream %s of %s moved to a new URL", msg.stream, msg.device)
+            known.cfg.url = msg.url
+            return None
         self.media.add(StreamConfig(id=msg.stream, url=msg.url, device=msg.device, mode=msg.mode, on_demand=msg.on_demand,
                                     idle_close_s=msg.idle_close_s, options=dict(msg.options)))
         dev = self.registry.get(msg.device)

@@ -256,3 +256,20 @@ def test_a_kit_can_coalesce_a_devices_telemetry(tmp_path: Path) -> None:
     bad = write_kit(tmp_path / "bad.yaml", [{**drone("drone-1", free_port(), 1), "telemetry_every_s": 0}])
     with pytest.raises(KitError, match="telemetry_every_s"):
         load_kit(bad)
+
+
+def test_a_device_that_offers_its_stream_at_a_new_url_is_followed(tmp_path: Path) -> None:
+    from gateway.app import Gateway, GatewayOptions
+    from gateway.model import StreamOffer
+    from tests.procs import free_port, write_kit
+
+    gw = Gateway(load_kit(write_kit(tmp_path / "kit.yaml", [])), GatewayOptions(data_dir=tmp_path / "d", http_port=0,
+                                                                                mqtt_port=free_port()))
+    try:
+        gw.bus.publish(StreamOffer("cam-1", 1, "cam-1-video", "rtsp://127.0.0.1:1/a", on_demand=True))
+        gw.bus.publish(StreamOffer("cam-1", 2, "cam-1-video", "rtsp://127.0.0.1:1/b", on_demand=True))  # after a reboot
+        assert [s.cfg.url for s in gw.media.sources.values()] == ["rtsp://127.0.0.1:1/b"]
+        gw.bus.publish(StreamOffer("cam-2", 3, "cam-1-video", "rtsp://127.0.0.1:2/x", on_demand=True))  # not its stream
+        assert gw.media.sources["cam-1-video"].cfg.url == "rtsp://127.0.0.1:1/b"
+    finally:
+        gw.users.close()
