@@ -40,6 +40,9 @@ class _EncodedTrack(MediaStreamTrack):
 
 
 class PassthroughTrack(_EncodedTrack):
+    """Video. A WHEP session's sender (media/fanout.py) takes the viewer's packets itself and never
+    calls recv(); recv() is for aiortc's plain RTCRtpSender."""
+
     kind = "video"
 
     def _time_base(self, pkt: Any) -> fractions.Fraction:
