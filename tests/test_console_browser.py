@@ -29,7 +29,7 @@ import pytest
 from tests.conftest import ROOT, free_port, need_binary, stop_process
 from tests.test_browser_whep import CHROMIUM_ARGS
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.demo]  # fixed ports: one demo at a time (Makefile)
 
 EVIL = '<img src=x onerror="window.__pwned=1"><b>bold</b>'
 TETRA_CONTROL = 19301  # the demo's TETRA simulator control port (field_kits/demo.yaml)

@@ -16,6 +16,8 @@ import pytest
 from tests.conftest import ROOT, free_port, stop_process
 from tests.helpers import MqttProbe, wait_for
 
+pytestmark = pytest.mark.demo  # the demo's simulators use fixed ports: one demo at a time (Makefile)
+
 
 def _children(pid: int) -> set[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)

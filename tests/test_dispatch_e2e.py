@@ -21,6 +21,8 @@ from tests.helpers import GatewayProcess, MqttProbe, wait_for
 from tests.procs import ROOT, drone, free_port, stop_process, write_kit
 from tests.serial_sims import control_port
 
+pytestmark = pytest.mark.demo  # the demo's simulators use fixed ports: one demo at a time (Makefile)
+
 # demo.yaml's simulator control ports
 TETRA, BEIDOU, IRIDIUM = 19301, 19302, 19303
 API = httpx.Client(timeout=10)  # as the demo's operator (its token is set once the demo runs)
