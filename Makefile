@@ -20,11 +20,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fieldgw demo $(ARGS)
 
-# Two workers for everything but the demo tests, then those alone: a demo starts two dozen simulator
+# Four workers (most tests wait on sockets and timers, not the CPU) for everything but the demo tests,
+# then those alone: a demo starts two dozen simulator
 # processes on fixed ports, and beside the other worker on two cores its devices come up too slowly.
 # (pytest exits 5 when a selection has no tests, e.g. `make test ARGS=tests/test_api.py`.)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 -m "not demo" $(ARGS); rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	$(BIN)/python -m pytest -q -n 4 --dist worksteal -m "not demo" $(ARGS); rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 	$(BIN)/python -m pytest -q -m demo $(ARGS); rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 bench: $(STAMP)

@@ -32,6 +32,43 @@ class _V:
 _BY_QUEUE: dict[int, _V] = {}
 
 
+def _release_on_marker() -> None:
+    """Make the viewers' jitter buffer hand a video frame over when its marker-bit packet is in, as browsers
+    do (Chrome's packet buffer ends an H.264 frame at the marker bit), instead of aiortc's rule of waiting
+    for the next frame's first packet, which adds one frame interval (~33 ms at 30 fps) no relay can remove.
+    FIELDGW_BENCH_STOCK_JITTER=1 keeps aiortc's own rule (written against aiortc 1.16.0's JitterBuffer)."""
+    import os
+
+    from aiortc import jitterbuffer as jb
+
+    if os.environ.get("FIELDGW_BENCH_STOCK_JITTER") == "1":
+        return
+
+    stock = jb.JitterBuffer._remove_frame
+
+    def remove_frame(self: Any, sequence_number: int) -> Any:
+        if not self._is_video:
+            return stock(self, sequence_number)
+        packets: list[Any] = []
+        timestamp = None
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                return None
+            if timestamp is None:
+                timestamp = packet.timestamp
+            elif packet.timestamp != timestamp:  # a frame without a marker: ends where the next begins
+                self.remove(count)
+                return jb.JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+            packets.append(packet)
+            if packet.marker:
+                self.remove(count + 1)
+                return jb.JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+        return None
+
+    jb.JitterBuffer._remove_frame = remove_frame
+
+
 def _patch_aiortc() -> None:
     import av
     import aiortc.rtcrtpreceiver as rr
@@ -185,6 +222,7 @@ async def _agent_main() -> int:
 
     ice.pin_addresses(["127.0.0.1"])  # the viewer side offers loopback only, too
     _patch_aiortc()
+    _release_on_marker()
     viewers: list[_Viewer] = []
     http = httpx.AsyncClient(timeout=15, limits=httpx.Limits(max_connections=200))
     loop = asyncio.get_running_loop()
