@@ -172,13 +172,14 @@ async def test_wrap_and_reset_give_no_spike() -> None:
             n = len(_values(ctx, "if_wwan0_in_bps"))
             sim.control("reset")
             await ctx.wait(lambda: drv.stats()["devices"]["rtr"]["resets"] >= 4, 10, "a reset seen on every counter")
-            await ctx.wait(lambda: len(_values(ctx, "if_wwan0_in_bps")) >= n + 2, 10, "rates after the reset")
+            await ctx.wait(lambda: len(_values(ctx, "if_wwan0_in_bps")) >= n + 3, 15, "rates after the reset")
         assert failures == []
         values = _values(ctx, "if_wwan0_in_bps") + _values(ctx, "if_wwan0_out_bps")
         # `counter` jumps the counter forward (faster than ifSpeed: skipped); a wrap or a reset: no spike
         assert max(values) < 8_000_000 * 1.2, values
-        after_wrap = [v for v in _values(ctx, "if_wwan0_in_bps")[-3:]]
-        assert all(v == pytest.approx(8_000_000, rel=0.1) for v in after_wrap), after_wrap
+        # the first rate after the reset covers a part of its interval (lower, never a spike); the next are whole
+        after_reset = _values(ctx, "if_wwan0_in_bps")[-2:]
+        assert all(v == pytest.approx(8_000_000, rel=0.1) for v in after_reset), after_reset
         assert max(_values(ctx, "if_eth0_in_bps")) < 800_000 * 1.2  # eth0 (no jump) steady through the reset
     finally:
         sim.stop()
