@@ -15,6 +15,8 @@ with ter:UnknownAction, so a client that posts to the wrong XAddr finds out):
 
 Other operations of these namespaces answer env:Receiver ter:ActionNotSupported; anything else
 env:Sender ter:UnknownAction.
+
+The PTZ handlers are a mixin (ptz_service.PtzService); the records, limits and helpers are in model.
 """
 from __future__ import annotations
 
@@ -22,144 +24,25 @@ import asyncio
 import datetime as dt
 import logging
 import math
-import re
-import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
+from .model import (BITRATE_RANGE, FPS_RANGE, GOV_RANGE, OPEN_OPERATIONS, QUALITY_RANGE, RESOLUTIONS, SERVICE_PATHS,
+                    CameraConfig, Encoder, Preset, Profile, _ns, _range, parse_duration, utc_text)
 from .ptz import Ptz
-from .soap import (TDS, TPTZ, TRT, TT, SoapFault, attr, esc, invalid_arg, local, q, receiver, sender)
-from .video import EncoderSettings, VideoSource
+from .ptz_service import PtzService
+from .soap import TDS, TPTZ, TRT, TT, SoapFault, attr, esc, invalid_arg, local, q, receiver, sender
 from .wsse import Auth
 
 log = logging.getLogger(__name__)
-
-SPACES = "http://www.onvif.org/ver10/tptz"
-PT_POSITION = f"{SPACES}/PanTiltSpaces/PositionGenericSpace"
-Z_POSITION = f"{SPACES}/ZoomSpaces/PositionGenericSpace"
-PT_TRANSLATION = f"{SPACES}/PanTiltSpaces/TranslationGenericSpace"
-Z_TRANSLATION = f"{SPACES}/ZoomSpaces/TranslationGenericSpace"
-PT_VELOCITY = f"{SPACES}/PanTiltSpaces/VelocityGenericSpace"
-Z_VELOCITY = f"{SPACES}/ZoomSpaces/VelocityGenericSpace"
-PT_SPEED = f"{SPACES}/PanTiltSpaces/GenericSpeedSpace"
-Z_SPEED = f"{SPACES}/ZoomSpaces/ZoomGenericSpeedSpace"
-HIL_NS = "urn:fieldgw:hil:onvif"   # this simulator's own (vendor-specific) extension elements
-
-RESOLUTIONS = [(1280, 720), (960, 540), (640, 360), (320, 180)]
-GOV_RANGE = (5, 150)
-FPS_RANGE = (1, 30)
-QUALITY_RANGE = (0, 10)
-BITRATE_RANGE = (64, 8192)
-MAX_PRESETS = 255
-MAX_PTZ_TIMEOUT_S = 60.0
-SERVICE_PATHS = {"/onvif/device_service": TDS, "/onvif/media_service": TRT, "/onvif/ptz_service": TPTZ}
-OPEN_OPERATIONS = {(TDS, "GetSystemDateAndTime")}  # answered without authentication
-_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d*)?)S)?)?$")
-
-
-def parse_duration(text: str) -> float:
-    """xs:duration in days/hours/minutes/seconds (PT1S, PT0.5S, P0DT0H1M): seconds."""
-    m = _DURATION.match(text.strip())
-    if not m or text.strip() in ("P", "PT"):
-        raise invalid_arg("InvalidArgs", f"not a duration: {text!r}")
-    d, h, mi, s = m.groups()
-    return int(d or 0) * 86400 + int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
-
-
-def duration(seconds: float) -> str:
-    return f"PT{seconds:g}S"
-
-
-def utc_text(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
-
-
-def b(v: bool) -> str:
-    return "true" if v else "false"
-
-
-@dataclass
-class Encoder:
-    token: str
-    name: str
-    width: int
-    height: int
-    fps: int
-    bitrate_kbps: int
-    gov_length: int
-    quality: float = 5.0
-    profile: str = "Baseline"
-    session_timeout_s: float = 60.0
-    changes: int = 0
-
-    def settings(self) -> EncoderSettings:
-        return EncoderSettings(self.width, self.height, self.fps, self.bitrate_kbps, self.gov_length)
-
-    def xml(self, tag: str) -> str:
-        return (f"<{tag} token={attr(self.token)}><tt:Name>{esc(self.name)}</tt:Name><tt:UseCount>1</tt:UseCount>"
-                f"<tt:Encoding>H264</tt:Encoding><tt:Resolution><tt:Width>{self.width}</tt:Width>"
-                f"<tt:Height>{self.height}</tt:Height></tt:Resolution><tt:Quality>{self.quality:g}</tt:Quality>"
-                f"<tt:RateControl><tt:FrameRateLimit>{self.fps}</tt:FrameRateLimit>"
-                f"<tt:EncodingInterval>1</tt:EncodingInterval><tt:BitrateLimit>{self.bitrate_kbps}</tt:BitrateLimit>"
-                f"</tt:RateControl><tt:H264><tt:GovLength>{self.gov_length}</tt:GovLength>"
-                f"<tt:H264Profile>{self.profile}</tt:H264Profile></tt:H264>"
-                f"<tt:Multicast><tt:Address><tt:Type>IPv4</tt:Type><tt:IPv4Address>0.0.0.0</tt:IPv4Address>"
-                f"</tt:Address><tt:Port>0</tt:Port><tt:TTL>1</tt:TTL><tt:AutoStart>false</tt:AutoStart></tt:Multicast>"
-                f"<tt:SessionTimeout>{duration(self.session_timeout_s)}</tt:SessionTimeout></{tag}>")
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["encoding"] = "H264"
-        return d
-
-
-@dataclass
-class Profile:
-    token: str
-    name: str
-    encoder: Encoder
-    video: VideoSource
-
-
-@dataclass
-class Preset:
-    token: str
-    name: str
-    pan: float
-    tilt: float
-    zoom: float
-
-    def xml(self) -> str:
-        return (f"<tptz:Preset token={attr(self.token)}><tt:Name>{esc(self.name)}</tt:Name><tt:PTZPosition>"
-                f"<tt:PanTilt x=\"{self.pan:.6g}\" y=\"{self.tilt:.6g}\" space=\"{PT_POSITION}\"/>"
-                f"<tt:Zoom x=\"{self.zoom:.6g}\" space=\"{Z_POSITION}\"/></tt:PTZPosition></tptz:Preset>")
-
-
-@dataclass
-class CameraConfig:
-    host: str                      # where the HTTP server listens
-    advertise: str                 # the address in XAddrs and stream URIs
-    port: int = 0
-    users: dict[str, str] = field(default_factory=lambda: {"admin": "admin123"})
-    max_skew_s: float = 5.0
-    auth_fail_status: int = 400
-    clock_offset_s: float = 0.0
-    manufacturer: str = "fieldgw-hil"
-    model: str = "SIM-PTZ-DOME"
-    firmware: str = "1.0.0"
-    serial: str = "SIM0001"
-    ptz_timeout_s: float = 10.0
-    gps: tuple[float, float, float] | None = (30.6586, 104.0648, 500.0)
-    reboot_s: float = 5.0
-    endpoint_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 Handler = Callable[[ET.Element], Awaitable[str]]
 
 
-class Camera:
+class Camera(PtzService):
     def __init__(self, cfg: CameraConfig, profiles: list[Profile]) -> None:
         self.cfg = cfg
         self.profiles = {p.token: p for p in profiles}
@@ -332,10 +215,6 @@ class Camera:
                 f"MaximumNumberOfProfiles=\"{len(self.profiles)}\"/><trt:StreamingCapabilities RTPMulticast=\"false\" "
                 "RTP_TCP=\"true\" RTP_RTSP_TCP=\"true\" NonAggregateControl=\"false\"/></trt:Capabilities>")
 
-    def _ptz_service_caps(self) -> str:
-        return ("<tptz:Capabilities EFlip=\"false\" Reverse=\"false\" GetCompatibleConfigurations=\"false\" "
-                "MoveStatus=\"true\" StatusPosition=\"true\"/>")
-
     async def get_services(self, body: ET.Element) -> str:
         with_caps = (self._text(body, "IncludeCapability") or "false").lower() in ("true", "1")
         out = []
@@ -352,9 +231,6 @@ class Camera:
 
     async def media_service_capabilities(self, body: ET.Element) -> str:
         return f"<trt:GetServiceCapabilitiesResponse>{self._media_service_caps()}</trt:GetServiceCapabilitiesResponse>"
-
-    async def ptz_service_capabilities(self, body: ET.Element) -> str:
-        return f"<tptz:GetServiceCapabilitiesResponse>{self._ptz_service_caps()}</tptz:GetServiceCapabilitiesResponse>"
 
     async def get_device_information(self, body: ET.Element) -> str:
         c = self.cfg
@@ -396,23 +272,6 @@ class Camera:
             self.on_reboot(seconds)
 
     # -- media service --------------------------------------------------------------------------------
-
-    def _ptz_config(self, tag: str = "tt:PTZConfiguration") -> str:
-        return (f"<{tag} token=\"PTZConfig_1\"><tt:Name>PTZ</tt:Name><tt:UseCount>{len(self.profiles)}</tt:UseCount>"
-                "<tt:NodeToken>PTZNode_1</tt:NodeToken>"
-                f"<tt:DefaultAbsolutePantTiltPositionSpace>{PT_POSITION}</tt:DefaultAbsolutePantTiltPositionSpace>"
-                f"<tt:DefaultAbsoluteZoomPositionSpace>{Z_POSITION}</tt:DefaultAbsoluteZoomPositionSpace>"
-                f"<tt:DefaultRelativePanTiltTranslationSpace>{PT_TRANSLATION}</tt:DefaultRelativePanTiltTranslationSpace>"
-                f"<tt:DefaultRelativeZoomTranslationSpace>{Z_TRANSLATION}</tt:DefaultRelativeZoomTranslationSpace>"
-                f"<tt:DefaultContinuousPanTiltVelocitySpace>{PT_VELOCITY}</tt:DefaultContinuousPanTiltVelocitySpace>"
-                f"<tt:DefaultContinuousZoomVelocitySpace>{Z_VELOCITY}</tt:DefaultContinuousZoomVelocitySpace>"
-                f"<tt:DefaultPTZSpeed><tt:PanTilt x=\"1\" y=\"1\" space=\"{PT_SPEED}\"/>"
-                f"<tt:Zoom x=\"1\" space=\"{Z_SPEED}\"/></tt:DefaultPTZSpeed>"
-                f"<tt:DefaultPTZTimeout>{duration(self.cfg.ptz_timeout_s)}</tt:DefaultPTZTimeout>"
-                f"<tt:PanTiltLimits><tt:Range><tt:URI>{PT_POSITION}</tt:URI>{_range('XRange', -1, 1)}"
-                f"{_range('YRange', -1, 1)}</tt:Range></tt:PanTiltLimits>"
-                f"<tt:ZoomLimits><tt:Range><tt:URI>{Z_POSITION}</tt:URI>{_range('XRange', 0, 1)}</tt:Range>"
-                f"</tt:ZoomLimits></{tag}>")
 
     def _profile_xml(self, p: Profile, tag: str) -> str:
         e = p.encoder
@@ -541,186 +400,6 @@ class Camera:
                     self._spawn(p.video.restart(enc.settings()))
         return "<trt:SetVideoEncoderConfigurationResponse/>"
 
-    # -- PTZ service ----------------------------------------------------------------------------------
-
-    def _vector(self, el: ET.Element | None, allowed_pt: str, allowed_z: str, pt_range: tuple[float, float],
-                z_range: tuple[float, float], fault: str) -> tuple[float | None, float | None, float | None]:
-        """PanTilt x/y and Zoom x of a PTZVector/PTZSpeed element (None: not given), checked."""
-        if el is None:
-            return None, None, None
-        pan = tilt = zoom = None
-        pt = el.find(q(TT, "PanTilt"))
-        if pt is not None:
-            if pt.get("space", allowed_pt) != allowed_pt:
-                raise invalid_arg("SpaceNotSupported", f"pan/tilt space {pt.get('space')} is not supported")
-            pan, tilt = _float(pt.get("x"), fault), _float(pt.get("y"), fault)
-            for v in (pan, tilt):
-                if not pt_range[0] <= v <= pt_range[1]:
-                    raise invalid_arg(fault, f"pan/tilt {v:g} out of {pt_range[0]:g}..{pt_range[1]:g}")
-        z = el.find(q(TT, "Zoom"))
-        if z is not None:
-            if z.get("space", allowed_z) != allowed_z:
-                raise invalid_arg("SpaceNotSupported", f"zoom space {z.get('space')} is not supported")
-            zoom = _float(z.get("x"), fault)
-            if not z_range[0] <= zoom <= z_range[1]:
-                raise invalid_arg(fault, f"zoom {zoom:g} out of {z_range[0]:g}..{z_range[1]:g}")
-        return pan, tilt, zoom
-
-    def _speeds(self, body: ET.Element) -> tuple[float, float]:
-        _p, pt, z = self._vector(body.find(q(TPTZ, "Speed")), PT_SPEED, Z_SPEED, (0, 1), (0, 1), "InvalidSpeed")
-        return (pt if pt is not None else 1.0), (z if z is not None else 1.0)
-
-    async def continuous_move(self, body: ET.Element) -> str:
-        self._profile(body)
-        pan, tilt, zoom = self._vector(body.find(q(TPTZ, "Velocity")), PT_VELOCITY, Z_VELOCITY, (-1, 1), (-1, 1),
-                                       "InvalidVelocity")
-        timeout_text = self._text(body, "Timeout")
-        timeout = parse_duration(timeout_text) if timeout_text else self.cfg.ptz_timeout_s
-        self.ptz.continuous(pan, tilt, zoom, min(timeout, MAX_PTZ_TIMEOUT_S))
-        return "<tptz:ContinuousMoveResponse/>"
-
-    async def stop(self, body: ET.Element) -> str:
-        self._profile(body)
-        pt = (self._text(body, "PanTilt") or "true").lower() in ("true", "1")
-        z = (self._text(body, "Zoom") or "true").lower() in ("true", "1")
-        self.ptz.stop(pt, z)
-        return "<tptz:StopResponse/>"
-
-    async def absolute_move(self, body: ET.Element) -> str:
-        self._profile(body)
-        pos = body.find(q(TPTZ, "Position"))
-        if pos is None:
-            raise sender("InvalidArgs", reason="no Position")
-        pan, tilt, zoom = self._vector(pos, PT_POSITION, Z_POSITION, (-1, 1), (0, 1), "InvalidPosition")
-        self.ptz.absolute(pan, tilt, zoom, *self._speeds(body))
-        return "<tptz:AbsoluteMoveResponse/>"
-
-    async def relative_move(self, body: ET.Element) -> str:
-        self._profile(body)
-        tr = body.find(q(TPTZ, "Translation"))
-        if tr is None:
-            raise sender("InvalidArgs", reason="no Translation")
-        dp, dt_, dz = self._vector(tr, PT_TRANSLATION, Z_TRANSLATION, (-1, 1), (-1, 1), "InvalidTranslation")
-        p, t, z = self.ptz.position()
-        self.ptz.absolute(p + dp if dp is not None else None, t + dt_ if dt_ is not None else None,
-                          z + dz if dz is not None else None, *self._speeds(body))
-        return "<tptz:RelativeMoveResponse/>"
-
-    async def goto_preset(self, body: ET.Element) -> str:
-        self._profile(body)
-        token = self._text(body, "PresetToken")
-        preset = self.presets.get(token or "")
-        if preset is None:
-            raise invalid_arg("NoToken", f"no preset {token!r}")
-        self.ptz.absolute(preset.pan, preset.tilt, preset.zoom, *self._speeds(body))
-        return "<tptz:GotoPresetResponse/>"
-
-    async def set_preset(self, body: ET.Element) -> str:
-        self._profile(body)
-        name = self._text(body, "PresetName")
-        token = self._text(body, "PresetToken")
-        if self.ptz.pan_tilt_moving or self.ptz.zoom.moving:
-            raise receiver("Action", "MovingPTZ", reason="a preset cannot be set while the PTZ unit is moving")
-        if token and token not in self.presets:
-            raise invalid_arg("NoToken", f"no preset {token!r} to overwrite")
-        if name is not None and (len(name) > 64 or not name.strip()):
-            raise invalid_arg("InvalidPresetName", "a preset name is 1..64 characters")
-        if name and any(p.name == name and p.token != token for p in self.presets.values()):
-            raise invalid_arg("PresetExist", f"a preset named {name!r} exists")
-        if not token:
-            if len(self.presets) >= MAX_PRESETS:
-                raise receiver("Action", "TooManyPresets", reason=f"at most {MAX_PRESETS} presets")
-            token = str(next(i for i in range(1, MAX_PRESETS + 2) if str(i) not in self.presets))
-        p, t, z = self.ptz.position()
-        self.presets[token] = Preset(token, name or (self.presets[token].name if token in self.presets
-                                                     else f"Preset {token}"), p, t, z)
-        return f"<tptz:SetPresetResponse><tptz:PresetToken>{esc(token)}</tptz:PresetToken></tptz:SetPresetResponse>"
-
-    async def remove_preset(self, body: ET.Element) -> str:
-        self._profile(body)
-        token = self._text(body, "PresetToken")
-        if token not in self.presets:
-            raise invalid_arg("NoToken", f"no preset {token!r}")
-        del self.presets[token]
-        return "<tptz:RemovePresetResponse/>"
-
-    async def get_presets(self, body: ET.Element) -> str:
-        self._profile(body)
-        items = "".join(p.xml() for p in sorted(self.presets.values(), key=lambda p: int(p.token)))
-        return f"<tptz:GetPresetsResponse>{items}</tptz:GetPresetsResponse>"
-
-    async def goto_home(self, body: ET.Element) -> str:
-        self._profile(body)
-        self.ptz.absolute(*self.home, *self._speeds(body))
-        return "<tptz:GotoHomePositionResponse/>"
-
-    async def set_home(self, body: ET.Element) -> str:
-        self._profile(body)
-        self.home = self.ptz.position()
-        return "<tptz:SetHomePositionResponse/>"
-
-    async def get_status(self, body: ET.Element) -> str:
-        self._profile(body)
-        p, t, z = self.ptz.position()
-        pt_state = "MOVING" if self.ptz.pan_tilt_moving else "IDLE"
-        z_state = "MOVING" if self.ptz.zoom.moving else "IDLE"
-        gps = ""
-        if self.gps is not None:  # vendor-specific: this simulator's own element (PTZStatus allows xs:any)
-            lat, lon, elev = self.gps
-            gps = (f"<hil:GeoLocation xmlns:hil=\"{HIL_NS}\" lat=\"{lat:.7f}\" lon=\"{lon:.7f}\" "
-                   f"elevation=\"{elev:.1f}\"/>")
-        return ("<tptz:GetStatusResponse><tptz:PTZStatus><tt:Position>"
-                f"<tt:PanTilt x=\"{p:.6g}\" y=\"{t:.6g}\" space=\"{PT_POSITION}\"/>"
-                f"<tt:Zoom x=\"{z:.6g}\" space=\"{Z_POSITION}\"/></tt:Position>"
-                f"<tt:MoveStatus><tt:PanTilt>{pt_state}</tt:PanTilt><tt:Zoom>{z_state}</tt:Zoom></tt:MoveStatus>"
-                f"<tt:UtcTime>{utc_text(self.now())}</tt:UtcTime>{gps}</tptz:PTZStatus></tptz:GetStatusResponse>")
-
-    def _spaces(self) -> str:
-        return (f"<tt:AbsolutePanTiltPositionSpace><tt:URI>{PT_POSITION}</tt:URI>{_range('XRange', -1, 1)}"
-                f"{_range('YRange', -1, 1)}</tt:AbsolutePanTiltPositionSpace>"
-                f"<tt:AbsoluteZoomPositionSpace><tt:URI>{Z_POSITION}</tt:URI>{_range('XRange', 0, 1)}"
-                "</tt:AbsoluteZoomPositionSpace>"
-                f"<tt:RelativePanTiltTranslationSpace><tt:URI>{PT_TRANSLATION}</tt:URI>{_range('XRange', -1, 1)}"
-                f"{_range('YRange', -1, 1)}</tt:RelativePanTiltTranslationSpace>"
-                f"<tt:RelativeZoomTranslationSpace><tt:URI>{Z_TRANSLATION}</tt:URI>{_range('XRange', -1, 1)}"
-                "</tt:RelativeZoomTranslationSpace>"
-                f"<tt:ContinuousPanTiltVelocitySpace><tt:URI>{PT_VELOCITY}</tt:URI>{_range('XRange', -1, 1)}"
-                f"{_range('YRange', -1, 1)}</tt:ContinuousPanTiltVelocitySpace>"
-                f"<tt:ContinuousZoomVelocitySpace><tt:URI>{Z_VELOCITY}</tt:URI>{_range('XRange', -1, 1)}"
-                "</tt:ContinuousZoomVelocitySpace>"
-                f"<tt:PanTiltSpeedSpace><tt:URI>{PT_SPEED}</tt:URI>{_range('XRange', 0, 1)}</tt:PanTiltSpeedSpace>"
-                f"<tt:ZoomSpeedSpace><tt:URI>{Z_SPEED}</tt:URI>{_range('XRange', 0, 1)}</tt:ZoomSpeedSpace>")
-
-    def _node(self, tag: str) -> str:
-        return (f"<{tag} token=\"PTZNode_1\" FixedHomePosition=\"false\"><tt:Name>PTZNode_1</tt:Name>"
-                f"<tt:SupportedPTZSpaces>{self._spaces()}</tt:SupportedPTZSpaces>"
-                f"<tt:MaximumNumberOfPresets>{MAX_PRESETS}</tt:MaximumNumberOfPresets>"
-                f"<tt:HomeSupported>true</tt:HomeSupported></{tag}>")
-
-    async def get_nodes(self, body: ET.Element) -> str:
-        return f"<tptz:GetNodesResponse>{self._node('tptz:PTZNode')}</tptz:GetNodesResponse>"
-
-    async def get_node(self, body: ET.Element) -> str:
-        if self._text(body, "NodeToken") != "PTZNode_1":
-            raise invalid_arg("NoEntity", "no such PTZ node")
-        return f"<tptz:GetNodeResponse>{self._node('tptz:PTZNode')}</tptz:GetNodeResponse>"
-
-    async def get_configurations(self, body: ET.Element) -> str:
-        return f"<tptz:GetConfigurationsResponse>{self._ptz_config('tptz:PTZConfiguration')}</tptz:GetConfigurationsResponse>"
-
-    async def get_configuration(self, body: ET.Element) -> str:
-        if self._text(body, "PTZConfigurationToken") != "PTZConfig_1":
-            raise invalid_arg("NoConfig", "no such PTZ configuration")
-        return f"<tptz:GetConfigurationResponse>{self._ptz_config('tptz:PTZConfiguration')}</tptz:GetConfigurationResponse>"
-
-    async def get_configuration_options(self, body: ET.Element) -> str:
-        if self._text(body, "ConfigurationToken") != "PTZConfig_1":
-            raise invalid_arg("NoConfig", "no such PTZ configuration")
-        return ("<tptz:GetConfigurationOptionsResponse><tptz:PTZConfigurationOptions>"
-                f"<tt:Spaces>{self._spaces()}</tt:Spaces><tt:PTZTimeout><tt:Min>PT1S</tt:Min>"
-                f"<tt:Max>{duration(MAX_PTZ_TIMEOUT_S)}</tt:Max></tt:PTZTimeout></tptz:PTZConfigurationOptions>"
-                "</tptz:GetConfigurationOptionsResponse>")
-
     # -- status ---------------------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
@@ -735,24 +414,6 @@ class Camera:
                 "clock_offset_s": self.clock_offset_s, "camera_time": utc_text(self.now()),
                 "gps": None if self.gps is None else {"lat": self.gps[0], "lon": self.gps[1], "elevation": self.gps[2]},
                 "reboots": self.reboots, "rebooting": self.rebooting}
-
-
-def _ns(el: ET.Element) -> str:
-    return el.tag[1:].partition("}")[0]
-
-
-def _range(tag: str, lo: float, hi: float) -> str:
-    return f"<tt:{tag}><tt:Min>{lo:g}</tt:Min><tt:Max>{hi:g}</tt:Max></tt:{tag}>"
-
-
-def _float(text: str | None, fault: str) -> float:
-    try:
-        v = float(text or "")
-    except ValueError:
-        raise invalid_arg(fault, f"{text!r} is not a number") from None
-    if not math.isfinite(v):
-        raise invalid_arg(fault, f"{text!r} is not a finite number")
-    return v
 
 
 __all__ = ["Camera", "CameraConfig", "Encoder", "Profile", "SoapFault", "local"]
