@@ -23,7 +23,7 @@ from gateway.api_dispatch import dispatch_routes
 from gateway.api_media import media_routes
 from gateway.api_audit import audit_routes
 from gateway.api_auth import auth_routes
-from gateway.auth import AuthFailed, Principal, authenticate, require
+from gateway.auth import AuthFailed, Principal, authenticate, client_address, require
 from gateway.commands import CommandRefused
 from gateway.http_limits import BodyLimit
 from gateway.metrics import render_metrics
@@ -130,7 +130,7 @@ def create_app(gw: Gateway) -> FastAPI:
 
 
 def _loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
+    host = client_address(request)
     return host.startswith("127.") or host == "::1"
 
 

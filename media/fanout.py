@@ -42,7 +42,7 @@ from typing import Any
 import aioice.ice
 import aiortc
 import pylibsrtp
-from aiortc import RTCRtpSender, clock
+from aiortc import RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError

@@ -126,13 +126,6 @@ class ModbusPowerDriver(Driver):
     def check_profile(cls, profile: dict[str, Any]) -> list[str]:
         return check_map(profile)
 
-    @classmethod
-    def commands_for(cls, kind: str) -> list[str]:
-        return []
-
-    def check_command(self, device_id: str, command: str, args: dict[str, Any]) -> str | None:
-        return f"the {self.name} driver takes no commands"
-
     # -- the line ------------------------------------------------------------------------
     async def run(self) -> None:
         timeout = max(u.timeout_s for u in self.units) + 1.0  # pymodbus's own wait: always longer than ours

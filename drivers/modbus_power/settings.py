@@ -80,9 +80,8 @@ async def audit(blocks: Sequence[Block], read: Read) -> list[ConfigDiff]:
     return diffs
 
 
-async def apply(blocks: Sequence[Block], read: Read, write: Write) -> int:
-    """Write every block whose words differ from the profile; the number of write requests."""
-    writes = 0
+async def apply(blocks: Sequence[Block], read: Read, write: Write) -> None:
+    """Write every block whose words differ from the profile."""
     for block in blocks:
         ans = await read(block)
         if ans.words is None:
@@ -91,7 +90,5 @@ async def apply(blocks: Sequence[Block], read: Read, write: Write) -> int:
         if new == ans.words:
             continue
         done = await write(block, new)
-        writes += 1
         if done.words is None:
             raise _failed("write the settings", done)
-    return writes

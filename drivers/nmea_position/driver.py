@@ -83,9 +83,6 @@ class NmeaPositionDriver(Driver):
         return [(i, (), f"one nmea_position device per transport: {dev.get('transport')} is also "
                         f"{devices[0].get('id')!r}'s") for i, dev in enumerate(devices) if i > 0]
 
-    def check_command(self, device_id: str, command: str, args: dict[str, Any]) -> str | None:
-        return "the nmea_position driver takes no commands (it only hears positions)"
-
     # -- the link ------------------------------------------------------------------------
     async def run(self) -> None:
         inbox = Inbox(self.counts)

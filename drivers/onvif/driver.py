@@ -26,6 +26,7 @@ from collections import Counter
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from drivers.common.stream import tcp_address
 from drivers.onvif import encoder
 from drivers.onvif.session import AuthError, CameraSession, Facts, Geo, OnvifError
 from gateway.driver_api import CommandError, ConfigDiff, Driver, DriverContext, LinkSpec
@@ -42,14 +43,11 @@ BOOLS = {"offer_stream": True, "rtsp_credentials": True}
 
 
 def parse_address(transport: str) -> tuple[str, int]:
+    usage = "an ONVIF camera's transport is onvif://HOST:PORT (its HTTP address)"
     parts = urlsplit(transport)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme != "onvif" or not parts.hostname or not port or parts.path not in ("", "/"):
-        raise ValueError("an ONVIF camera's transport is onvif://HOST:PORT (its HTTP address)")
-    return parts.hostname, port
+    if parts.scheme != "onvif" or parts.path not in ("", "/"):
+        raise ValueError(usage)
+    return tcp_address(parts, usage)
 
 
 def with_credentials(uri: str, user: str, password: str) -> str:

@@ -93,9 +93,6 @@ class SnmpDriver(Driver):
     def check_profile(cls, profile: dict[str, Any]) -> list[str]:
         return check_profile(profile)
 
-    def check_command(self, device_id: str, command: str, args: dict[str, Any]) -> str | None:
-        return f"the {self.name} driver takes no commands"
-
     # -- the link --------------------------------------------------------------------------
     async def run(self) -> None:
         try:

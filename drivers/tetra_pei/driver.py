@@ -372,8 +372,7 @@ class TetraPeiDriver(TerminalDriver):
         what = lip_control.EXTENSIONS[extension]
         async with self._lip_locks.setdefault(addr, asyncio.Lock()):
             for _ in range(LIP_ATTEMPTS):
-                self.require_connected()
-                at = self._at
+                at = self._at  # set only while the line is served (connected)
                 if at is None:
                     raise CommandError("failed", f"{self.terminal_name} {self.modem.id} is not connected")
                 fut: asyncio.Future[lip_control.Response] = asyncio.get_running_loop().create_future()

@@ -117,7 +117,6 @@ class AudioTrack:
         self._layout: AuLayout | None = None
         self._frag = bytearray()
         self._frag_size = 0
-        self._frag_ts = 0
         if media.encoding == "MPEG4-GENERIC":
             from media.audio import AudioPath  # PyAV's AAC decoder and libopus encoder
 
@@ -164,6 +163,6 @@ class AudioTrack:
             if len(data) < size:  # the first piece of a fragmented AU
                 if len(aus) == 1 and size <= MAX_AAC_AU:
                     self._frag = bytearray(data)
-                    self._frag_size, self._frag_ts = size, pts
+                    self._frag_size = size
                 return
             self._path.feed(av.Packet(data))

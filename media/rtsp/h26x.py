@@ -22,19 +22,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from media.annexb import H264_IDR, H264_PPS, H264_SPS, HEVC_PPS, HEVC_SPS, HEVC_VPS, nal_type
+
 log = logging.getLogger(__name__)
 
 MAX_AU_BYTES = 8 * 1024 * 1024
 MAX_PREFIX_NALS = 16
 
-H264_IDR, H264_SEI, H264_SPS, H264_PPS, H264_AUD = 5, 6, 7, 8, 9
 H264_STAP_A, H264_STAP_B, H264_MTAP16, H264_MTAP24, H264_FU_A, H264_FU_B = 24, 25, 26, 27, 28, 29
-HEVC_VPS, HEVC_SPS, HEVC_PPS, HEVC_AUD = 32, 33, 34, 35
 HEVC_AP, HEVC_FU, HEVC_PACI = 48, 49, 50
-
-
-def nal_type(codec: str, nal: bytes) -> int:
-    return (nal[0] >> 1) & 0x3F if codec == "hevc" else nal[0] & 0x1F
 
 
 def is_vcl(codec: str, t: int) -> bool:
@@ -130,7 +126,7 @@ class Depacketizer:
             self.dropped += 1
             self._prefix = []
             return
-        vcl = [n for n in nals if is_vcl(self.codec, nal_type(self.codec, n))]
+        vcl = [n for n in nals if is_vcl(self.codec, nal_type(n, self.codec))]
         if not vcl:
             self._prefix = (self._prefix + nals)[-MAX_PREFIX_NALS:]
             return
@@ -141,7 +137,7 @@ class Depacketizer:
                 self.dropped += 1
                 self._prefix = []
                 return
-        key = any(is_key(self.codec, nal_type(self.codec, n)) for n in vcl)
+        key = any(is_key(self.codec, nal_type(n, self.codec)) for n in vcl)
         if self._await_key and not key:
             self.dropped += 1
             self._prefix = []
@@ -252,7 +248,7 @@ class ParameterSets:
         """Take parameter sets seen in the stream; True if the SPS changed."""
         changed = False
         for n in nals:
-            t = nal_type(self.codec, n)
+            t = nal_type(n, self.codec)
             if t in self.wanted and self.sets.get(t) != n:
                 changed |= t == self.wanted[-2]
                 self.sets[t] = n
@@ -264,7 +260,7 @@ class ParameterSets:
 
     def complete(self, nals: list[bytes]) -> list[bytes]:
         """A keyframe's NAL units, with the known parameter sets in front if any is missing."""
-        have = {nal_type(self.codec, n) for n in nals}
+        have = {nal_type(n, self.codec) for n in nals}
         if all(t in have for t in self.wanted) or not self.sets:
             return nals
         return [self.sets[t] for t in self.wanted if t in self.sets] + nals
